@@ -1,0 +1,70 @@
+package mdm
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxErrorBody bounds how much of a vendor's error body is kept for the administrator.
+const maxErrorBody = 512
+
+// ResponseError turns a non-2xx vendor response into a *VendorError: 408, 425, 429 and 5xx are
+// retryable, Retry-After (seconds or HTTP date) is honoured. It reads (a bounded part of) and
+// closes nothing: the caller still owns resp.Body.
+func ResponseError(vendor, op string, resp *http.Response, now time.Time) *VendorError {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	return &VendorError{
+		Vendor:     vendor,
+		Op:         op,
+		StatusCode: resp.StatusCode,
+		Retryable:  RetryableStatus(resp.StatusCode),
+		RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), now),
+		Detail:     strings.TrimSpace(string(body)),
+	}
+}
+
+// TransportError wraps an error from the HTTP client (no answer): always retryable.
+func TransportError(vendor, op string, err error) *VendorError {
+	return &VendorError{Vendor: vendor, Op: op, Retryable: true, Err: err}
+}
+
+// RetryableStatus reports whether an HTTP status is worth retrying later.
+func RetryableStatus(code int) bool {
+	return code == http.StatusRequestTimeout || code == http.StatusTooEarly ||
+		code == http.StatusTooManyRequests || code >= 500
+}
+
+// ParseRetryAfter parses a Retry-After header value: delay-seconds or an HTTP date.
+// It returns 0 when the header is absent or invalid.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// IsRetryable reports whether err is worth retrying: a retryable *VendorError, or any error that
+// is not a *VendorError (unknown failures are assumed transient).
+func IsRetryable(err error) bool {
+	var ve *VendorError
+	if errors.As(err, &ve) {
+		return ve.Retryable
+	}
+	return !errors.Is(err, ErrUnsupported)
+}
