@@ -173,3 +173,5 @@ func unavailable(err error) bool {
 
 // errNotFound is mongo.ErrNoDocuments for checks the adapter makes itself.
 var errNotFound = mongo.ErrNoDocuments
+
+func isDup(err error) bool { return mongo.IsDuplicateKeyError(err) }

@@ -1,0 +1,313 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/offboard/offboard/identity"
+)
+
+// seatRetry is how often a waiting joiner re-checks for a seat when no release woke it.
+const seatRetry = time.Minute
+
+// localRetry is the delay before the runner retries a local effect that failed (database).
+const localRetry = 5 * time.Second
+
+type localResult struct {
+	job     string
+	seat    bool   // acquire: got a seat
+	noSeat  bool   // acquire: pool full
+	workID  string // acquire: newly issued messenger ID
+	err     error
+	release bool
+}
+
+// runLocal executes the local jobs (seat, messenger ID) leased to this process and records
+// their outcome in one write. It loops while planning leases further local jobs (a seat that
+// arrived after a deactivation is given back at once). It returns the updated employee, or nil
+// if nothing was leased to it.
+func (s *Service) runLocal(ctx context.Context, e *identity.Employee) (*identity.Employee, error) {
+	var last *identity.Employee
+	for round := 0; round < 3; round++ {
+		var results []localResult
+		for _, j := range e.Jobs {
+			if j.State != identity.JobRunning || j.LeaseOwner != s.owner || !localAction(j.Action) {
+				continue
+			}
+			results = append(results, s.execLocal(ctx, e, j))
+		}
+		if len(results) == 0 {
+			return last, nil
+		}
+		var (
+			unusedIDs []string
+			forget    []string
+			dequeue   bool
+			released  bool
+		)
+		t, err := s.store.GetTenant(ctx, e.Tenant)
+		if err != nil {
+			return last, err
+		}
+		next, err := s.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
+			unusedIDs, forget, dequeue, released = nil, nil, false, false
+			now := s.now().UTC()
+			for _, r := range results {
+				j := x.Jobs[r.job]
+				if j == nil || j.LeaseOwner != s.owner || j.State != identity.JobRunning {
+					if r.workID != "" {
+						unusedIDs = append(unusedIDs, r.workID)
+					}
+					continue
+				}
+				switch {
+				case r.err != nil:
+					j.State, j.LeaseOwner, j.LeaseUntil = identity.JobPending, "", nil
+					j.Attempts++
+					j.LastError = r.err.Error()
+					j.NextAt, j.Updated = now.Add(localRetry), now
+				case r.noSeat:
+					j.State, j.LeaseOwner, j.LeaseUntil = identity.JobPending, "", nil
+					j.NextAt, j.Updated = now.Add(seatRetry), now
+					j.LastError = "no free seat"
+				case r.seat:
+					x.Seat = identity.Seat{State: identity.SeatHeld, Op: j.SeatOp}
+					forget = append(forget, j.SeatOp)
+					finish(j, identity.JobDone, now, "")
+					j.LastError = ""
+					if x.State == identity.StatePendingSeat && x.Generation == j.Generation {
+						if x.WorkID != "" {
+							x.PastWorkIDs = append(x.PastWorkIDs, x.WorkID)
+						}
+						x.State, x.WorkID, x.SeatQueued = identity.StateActive, r.workID, nil
+						x.Credentials = &identity.Credentials{Username: r.workID}
+						x.Record(now, "licensed", "seat assigned, messenger ID "+r.workID, "system")
+						dequeue = true
+					} else if r.workID != "" {
+						unusedIDs = append(unusedIDs, r.workID)
+					}
+				case r.release:
+					x.Seat = identity.Seat{}
+					forget = append(forget, j.SeatOp)
+					finish(j, identity.JobDone, now, "")
+					released = true
+				default:
+					finish(j, identity.JobDone, now, "")
+				}
+			}
+			Plan(x, Input{Policy: t.Policy, Now: now, Lease: s.owner, LeaseFor: s.leaseFor, Actor: "system"})
+			return nil
+		})
+		if err != nil {
+			return last, err
+		}
+		last, e = next, next
+		s.forget.add(e.Tenant, forget...)
+		for _, id := range unusedIDs {
+			if err := s.store.RevokeWorkID(ctx, id, s.now()); err != nil {
+				s.log.Warn("unused messenger ID not revoked", "error", err)
+			}
+		}
+		if dequeue {
+			if err := s.store.DequeueSeat(ctx, e.ID); err != nil {
+				s.log.Warn("seat queue not updated", "employee", e.ID, "error", err)
+			}
+		}
+		if released {
+			s.ServeSeatQueue(ctx, e.Tenant)
+		}
+	}
+	return last, nil
+}
+
+func (s *Service) execLocal(ctx context.Context, e *identity.Employee, j *identity.Job) localResult {
+	r := localResult{job: j.ID}
+	switch j.Action {
+	case identity.ActionAcquireSeat:
+		ok, err := s.store.AcquireSeat(ctx, e.Tenant, j.SeatOp, e.ID)
+		if err != nil {
+			r.err = err
+			return r
+		}
+		if !ok {
+			r.noSeat = true
+			if err := s.store.QueueForSeat(ctx, e.Tenant, e.ID, derefTime(e.SeatQueued, s.now())); err != nil {
+				r.err = err
+			}
+			return r
+		}
+		r.seat = true
+		r.workID, r.err = s.issueWorkID(ctx, e, j.Generation)
+		if r.err != nil {
+			// Keep the seat claim idempotent: the retry re-acquires under the same op.
+			r.seat = false
+		}
+	case identity.ActionReleaseSeat:
+		r.err = s.store.ReleaseSeat(ctx, e.Tenant, j.SeatOp, e.ID)
+		r.release = r.err == nil
+	case identity.ActionRevokeID:
+		r.err = s.store.RevokeWorkID(ctx, j.WorkID, s.now())
+	default:
+		r.err = fmt.Errorf("unknown local action %q", j.Action)
+	}
+	return r
+}
+
+// issueWorkID draws messenger IDs until the registry accepts one it has never seen.
+func (s *Service) issueWorkID(ctx context.Context, e *identity.Employee, gen int) (string, error) {
+	for i := 0; i < 16; i++ {
+		id := NewWorkID()
+		err := s.store.InsertWorkID(ctx, &identity.WorkIDRecord{
+			ID: id, Tenant: e.Tenant, Employee: e.ID, Generation: gen,
+			Status: identity.WorkIDActive, Issued: s.now().UTC(),
+		})
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, identity.ErrConflict) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("no unused messenger ID after 16 draws: %w", identity.ErrConflict)
+}
+
+// ServeSeatQueue gives free seats to the tenant's waiting joiners, first come first served.
+func (s *Service) ServeSeatQueue(ctx context.Context, tenant string) {
+	for i := 0; i < 100; i++ {
+		t, err := s.store.GetTenant(ctx, tenant)
+		if err != nil || t.Free <= 0 {
+			return
+		}
+		heads, err := s.store.SeatQueue(ctx, tenant, 1)
+		if err != nil || len(heads) == 0 {
+			return
+		}
+		head := heads[0]
+		e, err := s.leaseSeatJob(ctx, tenant, head)
+		if err != nil {
+			s.log.Warn("seat queue head not served", "employee", head, "error", err)
+			return
+		}
+		if e == nil {
+			// Not waiting any more (or another worker is on it): drop it from the queue.
+			if cur, err := s.store.LoadEmployee(ctx, head); err == nil && cur.State == identity.StatePendingSeat {
+				return
+			}
+			_ = s.store.DequeueSeat(ctx, head)
+			continue
+		}
+		done, err := s.runLocal(ctx, e)
+		if err != nil || done == nil || done.State == identity.StatePendingSeat {
+			return
+		}
+	}
+}
+
+// leaseSeatJob leases a waiting employee's acquire_seat job to this process; nil if there is
+// none to lease.
+func (s *Service) leaseSeatJob(ctx context.Context, tenant, id string) (*identity.Employee, error) {
+	leased := false
+	e, err := s.store.UpdateEmployee(ctx, tenant, id, func(e *identity.Employee) error {
+		leased = false
+		j := e.Jobs[jobID(e.Generation, identity.ActionAcquireSeat)]
+		now := s.now().UTC()
+		if e.State != identity.StatePendingSeat || j == nil || !leasable(j, now) {
+			return identity.ErrSkip
+		}
+		lease(j, s.owner, now, s.leaseFor)
+		leased = true
+		return nil
+	})
+	if err != nil || !leased {
+		return nil, err
+	}
+	return e, nil
+}
+
+// leasable reports whether a job can be taken by a worker now.
+func leasable(j *identity.Job, now time.Time) bool {
+	switch j.State {
+	case identity.JobPending, identity.JobWaiting:
+		return true
+	case identity.JobRunning:
+		return j.LeaseUntil == nil || !now.Before(*j.LeaseUntil)
+	}
+	return false
+}
+
+func lease(j *identity.Job, owner string, now time.Time, d time.Duration) {
+	until := now.Add(d)
+	j.State, j.LeaseOwner, j.LeaseUntil, j.Updated = identity.JobRunning, owner, &until, now
+}
+
+func derefTime(t *time.Time, def time.Time) time.Time {
+	if t == nil {
+		return def
+	}
+	return *t
+}
+
+// forgetter drops seat operation records from tenant documents in batches, once the employee
+// documents hold their outcome; the record keeps a retried operation idempotent until then.
+type forgetter struct {
+	store Store
+	log   *slog.Logger
+	mu    sync.Mutex
+	ops   map[string][]string
+	kick  chan struct{}
+	done  chan struct{}
+}
+
+func newForgetter(store Store, log *slog.Logger) *forgetter {
+	f := &forgetter{store: store, log: log, ops: map[string][]string{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	go f.loop()
+	return f
+}
+
+func (f *forgetter) add(tenant string, ops ...string) {
+	if len(ops) == 0 {
+		return
+	}
+	f.mu.Lock()
+	f.ops[tenant] = append(f.ops[tenant], ops...)
+	f.mu.Unlock()
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (f *forgetter) loop() {
+	defer close(f.done)
+	for range f.kick {
+		time.Sleep(100 * time.Millisecond) // gather a batch
+		f.flush()
+	}
+	f.flush()
+}
+
+func (f *forgetter) flush() {
+	f.mu.Lock()
+	batch := f.ops
+	f.ops = map[string][]string{}
+	f.mu.Unlock()
+	for tenant, ops := range batch {
+		if err := f.store.ForgetSeatOps(context.Background(), tenant, ops); err != nil {
+			f.log.Warn("seat operation records kept", "tenant", tenant, "error", err)
+		}
+	}
+}
+
+func (f *forgetter) close() {
+	select {
+	case <-f.done:
+		return
+	default:
+	}
+	close(f.kick)
+	<-f.done
+}
