@@ -52,7 +52,10 @@ type Claims struct {
 }
 
 // Verifier verifies tokens against per-tenant Configs, caching discovery and keys
-// per issuer. It is safe for concurrent use; build one per process.
+// per issuer. The cache has one entry per configured issuer and discovery URL,
+// which come from tenant configuration and never from a presented token, so it
+// is bounded by the number of tenants. It is safe for concurrent use; build one
+// per process.
 type Verifier struct {
 	client          *http.Client
 	now             func() time.Time

@@ -434,3 +434,27 @@ func TestProbe(t *testing.T) {
 		}
 	})
 }
+
+func TestConcurrentFirstUse(t *testing.T) {
+	t.Run("concurrent first requests share one discovery and one JWKS fetch", func(t *testing.T) {
+		iss := newIssuer(t, true)
+		clk := newClock()
+		v := newVerifier(iss, clk)
+		raw := sign(t, rsaKey(0, "k1"), iss.claims(clk.Now()))
+		errs := make(chan error, 20)
+		for range 20 {
+			go func() {
+				_, err := v.Verify(context.Background(), iss.config(), raw)
+				errs <- err
+			}()
+		}
+		for range 20 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d, j := iss.discoveryHits.Load(), iss.jwksHits.Load(); d != 1 || j != 1 {
+			t.Fatalf("discovery %d, JWKS %d fetches", d, j)
+		}
+	})
+}
