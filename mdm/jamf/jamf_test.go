@@ -203,6 +203,13 @@ func TestConcurrency(t *testing.T) {
 		for range 5 {
 			<-arrived
 		}
+		// A bounded look for a sixth request (a negative can only be checked with a window;
+		// without the cap the other 15 arrive within microseconds).
+		select {
+		case <-arrived:
+			t.Error("a sixth request reached the server while five were held")
+		case <-time.After(200 * time.Millisecond):
+		}
 		close(gate)
 		wg.Wait()
 		if f.peak != 5 {
