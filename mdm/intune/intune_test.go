@@ -250,3 +250,31 @@ func TestConfig(t *testing.T) {
 func request(d *mdm.Device) mdm.Request {
 	return mdm.Request{Key: "acme/emp-42/" + d.ID, Action: mdm.ActionWipeApp, Tenant: "acme", Person: jane, Device: d, Occurred: mdmtest.Occurred}
 }
+
+func TestWriteBudget(t *testing.T) {
+	t.Run("writes beyond the tenant's budget come back retryable without reaching Graph", func(t *testing.T) {
+		f := newFakeGraph(t)
+		var lims mdm.Limiters
+		// The budget is shared per tenant through the process's Limiters; shrink it to one write.
+		lims.Get("intune "+tenantID, func() *mdm.Limiter {
+			return mdm.NewLimiter("intune", mdm.Limits{Writes: 1, Per: time.Hour}, func() time.Time { return f.now })
+		})
+		raw, _ := json.Marshal(config(f, intune.ModeRetire, clientSecret))
+		conn, err := intune.Open(raw, mdm.Deps{HTTPClient: f.srv.Client(), Now: func() time.Time { return f.now }, Limiters: &lims})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := conn.(*intune.Connector)
+		if _, err := c.RemoveApp(context.Background(), request(&janesDevices[0])); err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.RemoveApp(context.Background(), request(&janesDevices[1]))
+		var ve *mdm.VendorError
+		if !errors.As(err, &ve) || !ve.Retryable || ve.RetryAfter != time.Hour {
+			t.Fatalf("got %v, want retryable after 1h", err)
+		}
+		if f.Actions(janesDevices[1].ID) != 0 {
+			t.Fatal("the over-budget retire reached Graph")
+		}
+	})
+}
