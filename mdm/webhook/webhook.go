@@ -240,3 +240,9 @@ func (c *Connector) deliver(ctx context.Context, op, id, action string, body []b
 	}
 	return mdm.ResponseError(Type, op, resp, c.now())
 }
+
+var (
+	_ mdm.Opener        = Open
+	_ mdm.Notifier      = (*Connector)(nil)
+	_ mdm.HealthChecker = (*Connector)(nil)
+)

@@ -155,3 +155,12 @@ type Connector struct {
 
 // Type implements mdm.Connector.
 func (*Connector) Type() string { return Type }
+
+var (
+	_ mdm.Opener         = Open
+	_ mdm.Finder         = (*Connector)(nil)
+	_ mdm.AppRemover     = (*Connector)(nil)
+	_ mdm.Wiper          = (*Connector)(nil)
+	_ mdm.StatusReporter = (*Connector)(nil)
+	_ mdm.HealthChecker  = (*Connector)(nil)
+)
