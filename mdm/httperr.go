@@ -27,8 +27,14 @@ func ResponseError(vendor, op string, resp *http.Response, now time.Time) *Vendo
 	}
 }
 
-// TransportError wraps an error from the HTTP client (no answer): always retryable.
+// TransportError wraps an error from the HTTP client (no answer): always retryable. If err already
+// carries a *VendorError (a Limiter's, returned from inside the transport) that one is returned,
+// so its RetryAfter survives.
 func TransportError(vendor, op string, err error) *VendorError {
+	var ve *VendorError
+	if errors.As(err, &ve) {
+		return ve
+	}
 	return &VendorError{Vendor: vendor, Op: op, Retryable: true, Err: err}
 }
 

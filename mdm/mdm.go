@@ -143,6 +143,9 @@ type Deps struct {
 	ConnectorID string
 	// Tenant is the owning tenant.
 	Tenant string
+	// Limiters shares rate and concurrency limiters between the connectors of this process (one
+	// per process, from the wiring). Nil gives every opened connector its own limiter.
+	Limiters *Limiters
 }
 
 // CommandLog stores the outcome of commands reported asynchronously by a vendor.
