@@ -81,8 +81,9 @@ type removeApplicationCommand struct {
 }
 
 type eraseDeviceCommand struct {
-	RequestType      string `plist:"RequestType"`
-	PreserveDataPlan bool   `plist:"PreserveDataPlan"`
+	RequestType            string `plist:"RequestType"`
+	PreserveDataPlan       bool   `plist:"PreserveDataPlan"`
+	DisallowProximitySetup bool   `plist:"DisallowProximitySetup"`
 }
 
 type managedApplicationListCommand struct {

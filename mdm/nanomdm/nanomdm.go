@@ -112,14 +112,19 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Redact returns cfg without its secret: the "apiKey" member is removed, everything else is kept
-// as it was. Input that is not a JSON object yields "{}" so that nothing secret can slip through.
+// Redact returns cfg without its secret: the "apiKey" member is removed in any letter case (Open
+// accepts any, as encoding/json does), everything else is kept as it was. Input that is not a
+// JSON object yields "{}" so that nothing secret can slip through.
 func Redact(cfg json.RawMessage) json.RawMessage {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(cfg, &m); err != nil || m == nil {
 		return json.RawMessage(`{}`)
 	}
-	delete(m, "apiKey")
+	for k := range m {
+		if strings.EqualFold(k, "apiKey") {
+			delete(m, k)
+		}
+	}
 	out, err := json.Marshal(m)
 	if err != nil {
 		return json.RawMessage(`{}`)
