@@ -15,7 +15,16 @@ const (
 	kindRemoveApp kind = 1 // RemoveApplication
 	kindErase     kind = 2 // EraseDevice
 	kindVerify    kind = 3 // ManagedApplicationList after RemoveApplication
+	// kindCheckOut is no command but the command-log entry saying that an enrollment checked
+	// out (done) or enrolled again after that (pending); see checkOutID.
+	kindCheckOut kind = 4
 )
+
+// checkOutID is the command-log id under which the webhook records that enrollment id checked
+// out of NanoMDM.
+func checkOutID(enrollmentID string) string {
+	return commandUUID(kindCheckOut, enrollmentID)
+}
 
 // uuidMarker is the fixed byte after the version nibble that marks Offboard's UUIDs.
 const uuidMarker = 0x0b
@@ -63,7 +72,7 @@ func commandKind(id string) (kind, bool) {
 		return 0, false
 	}
 	k := kind(id[15] - '0')
-	if k < kindRemoveApp || k > kindVerify {
+	if k < kindRemoveApp || k > kindCheckOut {
 		return 0, false
 	}
 	return k, true

@@ -20,7 +20,7 @@ func TestCommandUUID(t *testing.T) {
 	})
 	t.Run("every kind and name yields a distinct version 8 UUID that reads back its kind", func(t *testing.T) {
 		seen := map[string]bool{}
-		for _, k := range []kind{kindRemoveApp, kindErase, kindVerify} {
+		for _, k := range []kind{kindRemoveApp, kindErase, kindVerify, kindCheckOut} {
 			for _, name := range []string{"", "job-1", "job-2", "acme\x00job-1\x00ch.threema.work.iapp"} {
 				u := commandUUID(k, name)
 				if !uuidV8.MatchString(u) {
@@ -45,7 +45,7 @@ func TestCommandUUID(t *testing.T) {
 			"",
 			ours[:35],
 			ours + "0",
-			"00000000-0000-840b-8000-000000000000", // kind 4 does not exist
+			"00000000-0000-850b-8000-000000000000", // kind 5 does not exist
 			"00000000-0000-810c-8000-000000000000", // wrong marker
 			"00000000-0000-810b-c000-000000000000", // wrong variant
 			"00000000-0000-810B-8000-00000000000A", // upper case is not what we send
@@ -62,7 +62,7 @@ func FuzzCommandKind(f *testing.F) {
 	f.Add("75b93457-265e-4913-a5b9-7f43085388cc")
 	f.Fuzz(func(t *testing.T, id string) {
 		k, ok := commandKind(id)
-		if ok && (!uuidV8.MatchString(id) || k < kindRemoveApp || k > kindVerify) {
+		if ok && (!uuidV8.MatchString(id) || k < kindRemoveApp || k > kindCheckOut) {
 			t.Fatalf("commandKind(%q) accepted a malformed id as kind %d", id, k)
 		}
 	})

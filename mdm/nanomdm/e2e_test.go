@@ -387,6 +387,34 @@ func TestAgainstNanoMDM(t *testing.T) {
 				}
 			})
 
+			t.Run("a device that checks out before answering is gone until it enrolls again", func(t *testing.T) {
+				d := newDevice(t, e.srv, "UDID-CHECKOUT")
+				d.enroll()
+				c := e.open(t, e.srv.APIKey)
+				cmd, err := c.RemoveApp(ctx, request(d.udid, "job-checkout", mdm.OwnershipPersonal))
+				if err != nil {
+					t.Fatal(err)
+				}
+				d.checkin(map[string]any{"MessageType": "CheckOut", "Topic": topic, "UDID": d.udid})
+				e.log.waitUntil(t, "the check-out is recorded", recorded(e, checkOutID(d.udid), mdm.CommandDone))
+
+				_, err = c.CommandStatus(ctx, mdm.Device{ID: d.udid}, cmd)
+				var ve *mdm.VendorError
+				if !errors.As(err, &ve) || ve.Retryable || !errors.Is(err, mdm.ErrDeviceGone) {
+					t.Fatalf("CommandStatus error = %v, want a non-retryable ErrDeviceGone", err)
+				}
+				if _, err := c.RemoveApp(ctx, request(d.udid, "job-checkout-2", mdm.OwnershipPersonal)); !errors.Is(err, mdm.ErrDeviceGone) {
+					t.Fatalf("RemoveApp after check-out error = %v, want ErrDeviceGone", err)
+				}
+
+				d.enroll()
+				e.log.waitUntil(t, "the new enrollment is recorded", recorded(e, checkOutID(d.udid), mdm.CommandPending))
+				st, err := c.CommandStatus(ctx, mdm.Device{ID: d.udid}, cmd)
+				if err != nil || st.State != mdm.CommandPending {
+					t.Fatalf("status after enrolling again = %+v, %v; want pending", st, err)
+				}
+			})
+
 			t.Run("a wrong API key is not retryable and fails the health check", func(t *testing.T) {
 				d := newDevice(t, e.srv, "UDID-AUTH")
 				d.enroll()

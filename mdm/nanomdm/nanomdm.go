@@ -223,6 +223,9 @@ func (c *Connector) start(ctx context.Context, op, udid, id string, payload []by
 	if ok && rec.State != mdm.CommandPending {
 		return c.CommandStatus(ctx, mdm.Device{ID: udid, Connector: c.connectorID}, mdm.Command{ID: id})
 	}
+	if err := c.checkEnrolled(ctx, op, udid); err != nil {
+		return mdm.Command{}, err
+	}
 	note, err := c.client.enqueue(ctx, op, udid, id, payload)
 	if err != nil {
 		return mdm.Command{}, err
@@ -238,10 +241,25 @@ func (c *Connector) start(ctx context.Context, op, udid, id string, payload []by
 // webhook recorded. For RemoveApp an acknowledged removal is followed by a ManagedApplicationList
 // for the bundle id (enqueued here, with a UUID derived from the removal's); the removal is done
 // once that list no longer shows the app installed.
+//
+// A command that is still pending when the webhook has seen the device check out (its MDM
+// profile removed) fails with an error wrapping mdm.ErrDeviceGone: the device will never answer,
+// and iOS removes managed apps together with the profile.
 func (c *Connector) CommandStatus(ctx context.Context, d mdm.Device, cmd mdm.Command) (mdm.Command, error) {
+	st, err := c.commandStatus(ctx, d, cmd)
+	if err != nil || st.State != mdm.CommandPending || d.ID == "" {
+		return st, err
+	}
+	if err := c.checkEnrolled(ctx, "command status", d.ID); err != nil {
+		return mdm.Command{}, err
+	}
+	return st, nil
+}
+
+func (c *Connector) commandStatus(ctx context.Context, d mdm.Device, cmd mdm.Command) (mdm.Command, error) {
 	const op = "command status"
 	k, ok := commandKind(cmd.ID)
-	if !ok || k == kindVerify {
+	if !ok || k == kindVerify || k == kindCheckOut {
 		return mdm.Command{}, &mdm.VendorError{Vendor: vendor, Op: op,
 			Detail: fmt.Sprintf("%q is not a command id issued by this connector", cmd.ID)}
 	}
@@ -293,6 +311,17 @@ func (c *Connector) CommandStatus(ctx context.Context, d mdm.Device, cmd mdm.Com
 // CheckHealth verifies that NanoMDM answers /version and accepts the API key.
 func (c *Connector) CheckHealth(ctx context.Context) error {
 	return c.client.checkHealth(ctx)
+}
+
+// checkEnrolled fails with mdm.ErrDeviceGone when the webhook recorded that udid checked out
+// and did not enroll again.
+func (c *Connector) checkEnrolled(ctx context.Context, op, udid string) error {
+	rec, ok, err := c.lookup(ctx, op, checkOutID(udid))
+	if err != nil || !ok || rec.State != mdm.CommandDone {
+		return err
+	}
+	return &mdm.VendorError{Vendor: vendor, Op: op, Err: mdm.ErrDeviceGone,
+		Detail: fmt.Sprintf("device %s %s", udid, rec.Detail)}
 }
 
 func (c *Connector) lookup(ctx context.Context, op, id string) (mdm.Command, bool, error) {

@@ -90,7 +90,9 @@ type webhookHandler struct {
 // package issued, the device's answer in commands: Acknowledged → done, Error and
 // CommandFormatError → failed with the device's ErrorChain as detail, NotNow → pending. For a
 // ManagedApplicationList sent to verify a removal, "done" means the app is no longer installed.
-// Every other event is answered 200 and ignored.
+// A CheckOut check-in (MDM profile removed) is recorded too, so that CommandStatus stops waiting
+// for that device; an Authenticate or TokenUpdate after it undoes that. Every other event is
+// answered 200 and ignored.
 //
 // The handler does not check the secret in the URL: mount it behind CheckWebhookSecret.
 func NewWebhookHandler(connectorID string, commands mdm.CommandLog, opts ...WebhookOption) http.Handler {
@@ -118,7 +120,20 @@ type webhookEvent struct {
 		// RawPayload is the device's command report plist, base64 on the wire.
 		RawPayload []byte `json:"raw_payload"`
 	} `json:"acknowledge_event"`
+	CheckinEvent *struct {
+		UDID string `json:"udid"`
+		IDs  *struct {
+			ID string `json:"id"`
+		} `json:"ids"`
+	} `json:"checkin_event"`
 }
+
+// Webhook topics that change whether an enrollment can still answer.
+const (
+	topicAuthenticate = "mdm.Authenticate"
+	topicTokenUpdate  = "mdm.TokenUpdate"
+	topicCheckOut     = "mdm.CheckOut"
+)
 
 // commandReport is the part of an Apple MDM command report we read.
 type commandReport struct {
@@ -166,9 +181,17 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a NanoMDM webhook event", http.StatusBadRequest)
 		return
 	}
+	if ci := ev.CheckinEvent; ci != nil {
+		id := ci.UDID
+		if ci.IDs != nil && ci.IDs.ID != "" {
+			id = ci.IDs.ID // the enrollment id, which is what mdm.Device.ID holds
+		}
+		h.checkin(w, r, ev.Topic, id)
+		return
+	}
 	ack := ev.AcknowledgeEvent
 	if ack == nil || ack.CommandUUID == "" {
-		w.WriteHeader(http.StatusOK) // check-ins and Idle
+		w.WriteHeader(http.StatusOK) // Idle, or neither kind of event
 		return
 	}
 	k, ours := commandKind(ack.CommandUUID)
@@ -192,17 +215,50 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK) // a late NotNow never reopens a finished command
 		return
 	}
+	udid := ack.UDID
+	if ack.IDs != nil && ack.IDs.ID != "" {
+		udid = ack.IDs.ID
+	}
+	h.record(w, r, cmd, "nanomdm command result recorded", "enrollment_id", udid, "status", ack.Status)
+}
+
+// checkin records that enrollment id checked out, or that it enrolled again after a check-out.
+// Enrollments that never checked out leave no trace.
+func (h *webhookHandler) checkin(w http.ResponseWriter, r *http.Request, topic, id string) {
+	if id == "" || topic != topicCheckOut && topic != topicAuthenticate && topic != topicTokenUpdate {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	marker := mdm.Command{ID: checkOutID(id)}
+	if topic == topicCheckOut {
+		marker.State = mdm.CommandDone
+		marker.Detail = "checked out of NanoMDM (its MDM profile was removed) before answering"
+	} else {
+		prev, found, err := h.commands.Lookup(r.Context(), h.connectorID, marker.ID)
+		if err != nil {
+			h.log.ErrorContext(r.Context(), "nanomdm webhook could not read the command log", "connector", h.connectorID, "enrollment_id", id, "err", err)
+			http.Error(w, "command log unavailable", http.StatusInternalServerError)
+			return
+		}
+		if !found || prev.State != mdm.CommandDone {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		marker.State = mdm.CommandPending
+		marker.Detail = "enrolled again after a check-out"
+	}
+	h.record(w, r, marker, "nanomdm enrollment change recorded", "enrollment_id", id, "topic", topic)
+}
+
+// record stores cmd, wakes the app and answers NanoMDM.
+func (h *webhookHandler) record(w http.ResponseWriter, r *http.Request, cmd mdm.Command, msg string, attrs ...any) {
+	ctx := r.Context()
 	if err := h.commands.Record(ctx, h.connectorID, cmd); err != nil {
-		h.log.ErrorContext(ctx, "nanomdm webhook could not record a command result", "connector", h.connectorID, "command_uuid", cmd.ID, "err", err)
+		h.log.ErrorContext(ctx, "nanomdm webhook could not record a result", "connector", h.connectorID, "command_uuid", cmd.ID, "err", err)
 		http.Error(w, "command log unavailable", http.StatusInternalServerError)
 		return
 	}
-	udid := string(ack.UDID)
-	if udid == "" && ack.IDs != nil {
-		udid = ack.IDs.ID
-	}
-	h.log.InfoContext(ctx, "nanomdm command result recorded", "connector", h.connectorID, "command_uuid", cmd.ID,
-		"enrollment_id", udid, "status", ack.Status, "state", cmd.State)
+	h.log.InfoContext(ctx, msg, append([]any{"connector", h.connectorID, "command_uuid", cmd.ID, "state", cmd.State}, attrs...)...)
 	if h.wake != nil {
 		h.wake(h.connectorID, cmd.ID)
 	}

@@ -84,7 +84,7 @@ func post(h http.Handler, body []byte, sign []byte) *httptest.ResponseRecorder {
 	return rec
 }
 
-func TestWebhookIgnoresCapturedEventsOfOtherCommands(t *testing.T) {
+func TestWebhookOnCapturedEvents(t *testing.T) {
 	log := newMemLog()
 	h := NewWebhookHandler(connectorID, log)
 	for i, ev := range capturedEvents(t) {
@@ -92,9 +92,22 @@ func TestWebhookIgnoresCapturedEventsOfOtherCommands(t *testing.T) {
 			t.Errorf("event %d: HTTP %d, want 200 (NanoMDM logs anything else as a failure)", i, rec.Code)
 		}
 	}
-	if log.records != 0 {
-		t.Errorf("%d results recorded for commands Offboard never sent", log.records)
-	}
+	t.Run("acknowledgements of commands Offboard never sent are not recorded", func(t *testing.T) {
+		for _, id := range []string{"75b93457-265e-4913-a5b9-7f43085388cc", "e8ee749f-fdd5-496c-9107-6e3af2979b84"} {
+			if _, ok, _ := log.Lookup(context.Background(), connectorID, id); ok {
+				t.Errorf("recorded foreign command %s", id)
+			}
+		}
+	})
+	t.Run("the closing CheckOut marks the enrollment as gone", func(t *testing.T) {
+		got, ok, _ := log.Lookup(context.Background(), connectorID, checkOutID("SIMULATED-UDID-0001"))
+		if !ok || got.State != mdm.CommandDone || !strings.Contains(got.Detail, "checked out") {
+			t.Fatalf("check-out marker = %+v (found %v)", got, ok)
+		}
+		if log.records != 1 {
+			t.Errorf("%d records, want only the check-out", log.records)
+		}
+	})
 }
 
 func TestWebhookRecordsDeviceAnswers(t *testing.T) {
