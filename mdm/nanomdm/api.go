@@ -70,11 +70,12 @@ func containsAny(s string, markers []string) bool {
 }
 
 // enqueue sends the raw command plist to PUT /v1/enqueue/{udid} and lets NanoMDM push to the
-// device. A duplicate CommandUUID means an earlier attempt already enqueued it; a push-only call
-// then wakes the device again and tells whether the enrollment exists. It returns a note for the
-// administrator (a failed push is not a failed command: the device fetches it at its next
-// check-in).
-func (c *httpClient) enqueue(ctx context.Context, op, udid, uuid string, payload []byte) (string, error) {
+// device. A duplicate CommandUUID means an earlier attempt already enqueued it; with
+// pushOnDuplicate a push-only call then wakes the device again and tells whether the enrollment
+// exists (NanoMDM skips the push when the enqueue fails). It returns a note for the
+// administrator: a failed push is not a failed command, the device fetches it at its next
+// check-in.
+func (c *httpClient) enqueue(ctx context.Context, op, udid, uuid string, payload []byte, pushOnDuplicate bool) (string, error) {
 	res, code, err := c.call(ctx, op, http.MethodPut, "/v1/enqueue/"+url.PathEscape(udid), payload)
 	if err != nil {
 		return "", err
@@ -91,6 +92,9 @@ func (c *httpClient) enqueue(ctx context.Context, op, udid, uuid string, payload
 		}
 		return pushOutcome(op, udid, code, res)
 	case containsAny(enqErr, duplicateMarkers):
+		if !pushOnDuplicate {
+			return "command was already enqueued", nil
+		}
 		return c.push(ctx, op, udid)
 	case containsAny(enqErr, unknownEnrollmentMarkers):
 		return "", deviceGone(op, udid, code, enqErr)

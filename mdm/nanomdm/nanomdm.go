@@ -226,7 +226,7 @@ func (c *Connector) start(ctx context.Context, op, udid, id string, payload []by
 	if err := c.checkEnrolled(ctx, op, udid); err != nil {
 		return mdm.Command{}, err
 	}
-	note, err := c.client.enqueue(ctx, op, udid, id, payload)
+	note, err := c.client.enqueue(ctx, op, udid, id, payload, true)
 	if err != nil {
 		return mdm.Command{}, err
 	}
@@ -282,11 +282,14 @@ func (c *Connector) commandStatus(ctx context.Context, d mdm.Device, cmd mdm.Com
 		return mdm.Command{}, err
 	}
 	if !found {
+		// Enqueued again on every poll until the device answers: a duplicate is cheap, and this
+		// way a crash right after the acknowledgement cannot lose the check. No push then, so
+		// polling an offline device does not become a push storm.
 		udid, err := checkDeviceID(op, d.ID)
 		if err != nil {
 			return mdm.Command{}, err
 		}
-		if _, err := c.client.enqueue(ctx, "verify app removal", udid, vid, managedApplicationList(vid, c.cfg.AppBundleID)); err != nil {
+		if _, err := c.client.enqueue(ctx, "verify app removal", udid, vid, managedApplicationList(vid, c.cfg.AppBundleID), false); err != nil {
 			return mdm.Command{}, err
 		}
 		return mdm.Command{ID: cmd.ID, State: mdm.CommandPending,
