@@ -20,6 +20,13 @@ const (
 	kindCheckOut kind = 4
 )
 
+// resultID is the command-log id of the answer enrollmentID gave to command uuid. Binding the
+// answer to the enrollment that NanoMDM authenticated (by its client certificate) means one
+// device cannot report a result for a command sent to another.
+func resultID(uuid, enrollmentID string) string {
+	return uuid + "@" + enrollmentID
+}
+
 // checkOutID is the command-log id under which the webhook records that enrollment id checked
 // out of NanoMDM.
 func checkOutID(enrollmentID string) string {

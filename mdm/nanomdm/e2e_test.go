@@ -114,6 +114,7 @@ func isState(s mdm.CommandState) func(mdm.Command) bool {
 	return func(c mdm.Command) bool { return c.State == s }
 }
 
+// recorded reports whether the log holds state s under log id id (see resultID, checkOutID).
 func recorded(e *env, id string, s mdm.CommandState) func() bool {
 	return func() bool {
 		c, ok, _ := e.log.Lookup(context.Background(), connectorID, id)
@@ -150,7 +151,7 @@ func removeAndAcknowledge(t *testing.T, e *env, c *Connector, d *device, key str
 	got := d.idle()
 	expectCommand(t, got, "RemoveApplication")
 	expectNoCommand(t, d.answer(got, "Acknowledged", nil))
-	e.log.waitUntil(t, "the removal is recorded as acknowledged", recorded(e, cmd.ID, mdm.CommandDone))
+	e.log.waitUntil(t, "the removal is recorded as acknowledged", recorded(e, resultID(cmd.ID, d.udid), mdm.CommandDone))
 	st, err := c.CommandStatus(context.Background(), mdm.Device{ID: d.udid}, cmd)
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +252,7 @@ func TestAgainstNanoMDM(t *testing.T) {
 				got := d.idle()
 				expectCommand(t, got, "RemoveApplication")
 				expectNoCommand(t, d.answer(got, "NotNow", nil))
-				e.log.waitUntil(t, "NotNow is recorded", recorded(e, cmd.ID, mdm.CommandPending))
+				e.log.waitUntil(t, "NotNow is recorded", recorded(e, resultID(cmd.ID, d.udid), mdm.CommandPending))
 				st, err := c.CommandStatus(ctx, mdm.Device{ID: d.udid}, cmd)
 				if err != nil {
 					t.Fatal(err)
@@ -312,7 +313,7 @@ func TestAgainstNanoMDM(t *testing.T) {
 				expectNoCommand(t, d.idle())
 
 				// Retried again after the acknowledgement: only the verification is asked for.
-				e.log.waitUntil(t, "the removal is recorded", recorded(e, first.ID, mdm.CommandDone))
+				e.log.waitUntil(t, "the removal is recorded", recorded(e, resultID(first.ID, d.udid), mdm.CommandDone))
 				third, err := e.open(t, e.srv.APIKey).RemoveApp(ctx, req)
 				if err != nil {
 					t.Fatal(err)

@@ -216,7 +216,7 @@ func (c *Connector) WipeDevice(ctx context.Context, req mdm.Request) (mdm.Comman
 // already has a final result in the command log is not enqueued again (a backend that does not
 // reject duplicate CommandUUIDs would otherwise hand it to the device a second time).
 func (c *Connector) start(ctx context.Context, op, udid, id string, payload []byte) (mdm.Command, error) {
-	rec, ok, err := c.lookup(ctx, op, id)
+	rec, ok, err := c.lookup(ctx, op, resultID(id, udid))
 	if err != nil {
 		return mdm.Command{}, err
 	}
@@ -247,7 +247,7 @@ func (c *Connector) start(ctx context.Context, op, udid, id string, payload []by
 // and iOS removes managed apps together with the profile.
 func (c *Connector) CommandStatus(ctx context.Context, d mdm.Device, cmd mdm.Command) (mdm.Command, error) {
 	st, err := c.commandStatus(ctx, d, cmd)
-	if err != nil || st.State != mdm.CommandPending || d.ID == "" {
+	if err != nil || st.State != mdm.CommandPending {
 		return st, err
 	}
 	if err := c.checkEnrolled(ctx, "command status", d.ID); err != nil {
@@ -263,7 +263,11 @@ func (c *Connector) commandStatus(ctx context.Context, d mdm.Device, cmd mdm.Com
 		return mdm.Command{}, &mdm.VendorError{Vendor: vendor, Op: op,
 			Detail: fmt.Sprintf("%q is not a command id issued by this connector", cmd.ID)}
 	}
-	rec, found, err := c.lookup(ctx, op, cmd.ID)
+	udid, err := checkDeviceID(op, d.ID)
+	if err != nil {
+		return mdm.Command{}, err
+	}
+	rec, found, err := c.lookup(ctx, op, resultID(cmd.ID, udid))
 	if err != nil {
 		return mdm.Command{}, err
 	}
@@ -277,7 +281,7 @@ func (c *Connector) commandStatus(ctx context.Context, d mdm.Device, cmd mdm.Com
 
 	// The device acknowledged RemoveApplication: verify with ManagedApplicationList.
 	vid := commandUUID(kindVerify, cmd.ID)
-	vrec, found, err := c.lookup(ctx, op, vid)
+	vrec, found, err := c.lookup(ctx, op, resultID(vid, udid))
 	if err != nil {
 		return mdm.Command{}, err
 	}
@@ -285,10 +289,6 @@ func (c *Connector) commandStatus(ctx context.Context, d mdm.Device, cmd mdm.Com
 		// Enqueued again on every poll until the device answers: a duplicate is cheap, and this
 		// way a crash right after the acknowledgement cannot lose the check. No push then, so
 		// polling an offline device does not become a push storm.
-		udid, err := checkDeviceID(op, d.ID)
-		if err != nil {
-			return mdm.Command{}, err
-		}
 		if _, err := c.client.enqueue(ctx, "verify app removal", udid, vid, managedApplicationList(vid, c.cfg.AppBundleID), false); err != nil {
 			return mdm.Command{}, err
 		}

@@ -61,7 +61,7 @@ type WebhookOption func(*webhookHandler)
 
 // WithWake sets a function called after a command result was recorded, so the app can wake its
 // job runner instead of waiting for the next sweep. commandID is NanoMDM's CommandUUID (it may
-// be the verification command of a removal). It must not block.
+// be the verification command of a removal, or the log id of a check-out). It must not block.
 func WithWake(fn func(connectorID, commandID string)) WebhookOption {
 	return func(h *webhookHandler) { h.wake = fn }
 }
@@ -195,19 +195,23 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k, ours := commandKind(ack.CommandUUID)
-	if !ours {
+	if !ours || k == kindCheckOut {
 		w.WriteHeader(http.StatusOK) // another tool's command on the same NanoMDM
 		return
 	}
-	cmd, ok := interpret(k, ack.CommandUUID, ack.Status, ack.RawPayload)
-	if !ok {
+	enrollmentID := ack.UDID
+	if ack.IDs != nil && ack.IDs.ID != "" {
+		enrollmentID = ack.IDs.ID
+	}
+	cmd, ok := interpret(k, resultID(ack.CommandUUID, enrollmentID), ack.Status, ack.RawPayload)
+	if !ok || enrollmentID == "" {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	ctx := r.Context()
 	prev, found, err := h.commands.Lookup(ctx, h.connectorID, cmd.ID)
 	if err != nil {
-		h.log.ErrorContext(ctx, "nanomdm webhook could not read the command log", "connector", h.connectorID, "command_uuid", cmd.ID, "err", err)
+		h.log.ErrorContext(ctx, "nanomdm webhook could not read the command log", "connector", h.connectorID, "log_id", cmd.ID, "err", err)
 		http.Error(w, "command log unavailable", http.StatusInternalServerError)
 		return
 	}
@@ -215,11 +219,7 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK) // a late NotNow never reopens a finished command
 		return
 	}
-	udid := ack.UDID
-	if ack.IDs != nil && ack.IDs.ID != "" {
-		udid = ack.IDs.ID
-	}
-	h.record(w, r, cmd, "nanomdm command result recorded", "enrollment_id", udid, "status", ack.Status)
+	h.record(w, r, cmd, ack.CommandUUID, "nanomdm command result recorded", "enrollment_id", enrollmentID, "status", ack.Status)
 }
 
 // checkin records that enrollment id checked out, or that it enrolled again after a check-out.
@@ -247,20 +247,20 @@ func (h *webhookHandler) checkin(w http.ResponseWriter, r *http.Request, topic, 
 		marker.State = mdm.CommandPending
 		marker.Detail = "enrolled again after a check-out"
 	}
-	h.record(w, r, marker, "nanomdm enrollment change recorded", "enrollment_id", id, "topic", topic)
+	h.record(w, r, marker, marker.ID, "nanomdm enrollment change recorded", "enrollment_id", id, "topic", topic)
 }
 
-// record stores cmd, wakes the app and answers NanoMDM.
-func (h *webhookHandler) record(w http.ResponseWriter, r *http.Request, cmd mdm.Command, msg string, attrs ...any) {
+// record stores cmd, wakes the app for wakeID and answers NanoMDM.
+func (h *webhookHandler) record(w http.ResponseWriter, r *http.Request, cmd mdm.Command, wakeID, msg string, attrs ...any) {
 	ctx := r.Context()
 	if err := h.commands.Record(ctx, h.connectorID, cmd); err != nil {
-		h.log.ErrorContext(ctx, "nanomdm webhook could not record a result", "connector", h.connectorID, "command_uuid", cmd.ID, "err", err)
+		h.log.ErrorContext(ctx, "nanomdm webhook could not record a result", "connector", h.connectorID, "log_id", cmd.ID, "err", err)
 		http.Error(w, "command log unavailable", http.StatusInternalServerError)
 		return
 	}
-	h.log.InfoContext(ctx, msg, append([]any{"connector", h.connectorID, "command_uuid", cmd.ID, "state", cmd.State}, attrs...)...)
+	h.log.InfoContext(ctx, msg, append([]any{"connector", h.connectorID, "log_id", cmd.ID, "state", cmd.State}, attrs...)...)
 	if h.wake != nil {
-		h.wake(h.connectorID, cmd.ID)
+		h.wake(h.connectorID, wakeID)
 	}
 	w.WriteHeader(http.StatusOK)
 }
@@ -275,15 +275,15 @@ func validHMAC(key, body []byte, header string) bool {
 	return hmac.Equal(got, m.Sum(nil))
 }
 
-// interpret turns a device's command report into the command state to record; ok is false for
-// reports that change nothing.
-func interpret(k kind, uuid, status string, raw []byte) (cmd mdm.Command, ok bool) {
+// interpret turns a device's command report into the command state to record under id; ok is
+// false for reports that change nothing.
+func interpret(k kind, id, status string, raw []byte) (cmd mdm.Command, ok bool) {
 	var rep commandReport
 	parseErr := plist.Unmarshal(raw, &rep)
 	if parseErr == nil && rep.Status != "" {
 		status = rep.Status // the device's own word; NanoMDM copies it into the event
 	}
-	cmd.ID = uuid
+	cmd.ID = id
 	switch status {
 	case "Acknowledged":
 		if k != kindVerify {

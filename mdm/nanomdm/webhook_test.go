@@ -160,14 +160,14 @@ func TestWebhookRecordsDeviceAnswers(t *testing.T) {
 			if rec := post(h, ackEvent(t, tt.uuid, tt.report), nil); rec.Code != http.StatusOK {
 				t.Fatalf("HTTP %d: %s", rec.Code, rec.Body)
 			}
-			got, ok, _ := log.Lookup(context.Background(), connectorID, tt.uuid)
+			got, ok, _ := log.Lookup(context.Background(), connectorID, resultID(tt.uuid, "SIMULATED-UDID-0001"))
 			if tt.want == "" {
 				if log.records != 0 || len(woken) != 0 {
 					t.Fatalf("recorded %d results and woke %v, want none", log.records, woken)
 				}
 				return
 			}
-			if !ok || got.State != tt.want || got.ID != tt.uuid {
+			if !ok || got.State != tt.want {
 				t.Fatalf("recorded %+v (found %v), want %s for %s", got, ok, tt.want, tt.uuid)
 			}
 			for _, d := range tt.wantDetail {
@@ -188,8 +188,27 @@ func TestWebhookNeverReopensAFinishedCommand(t *testing.T) {
 	id := commandUUID(kindRemoveApp, "job")
 	post(h, ackEvent(t, id, map[string]any{"Status": "Acknowledged"}), nil)
 	post(h, ackEvent(t, id, map[string]any{"Status": "NotNow"}), nil)
-	if got, _, _ := log.Lookup(context.Background(), connectorID, id); got.State != mdm.CommandDone {
+	if got, _, _ := log.Lookup(context.Background(), connectorID, resultID(id, "SIMULATED-UDID-0001")); got.State != mdm.CommandDone {
 		t.Fatalf("state after a late NotNow = %s, want done", got.State)
+	}
+}
+
+func TestWebhookBindsAnswersToTheReportingEnrollment(t *testing.T) {
+	log := newMemLog()
+	h := NewWebhookHandler(connectorID, log)
+	id := commandUUID(kindRemoveApp, "job")
+	post(h, ackEvent(t, id, map[string]any{"Status": "Acknowledged"}), nil) // from SIMULATED-UDID-0001
+	if _, ok, _ := log.Lookup(context.Background(), connectorID, resultID(id, "OTHER-UDID")); ok {
+		t.Fatal("an answer from one enrollment counted for another")
+	}
+	c, err := Open(json.RawMessage(`{"url":"https://nanomdm.example","apiKey":"k","appBundleId":"ch.threema.work.iapp"}`),
+		mdm.Deps{HTTPClient: &http.Client{}, Commands: log, ConnectorID: connectorID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.(*Connector).CommandStatus(context.Background(), mdm.Device{ID: "OTHER-UDID"}, mdm.Command{ID: id})
+	if err != nil || st.State != mdm.CommandPending {
+		t.Fatalf("status for the device the command was sent to = %+v, %v; want pending", st, err)
 	}
 }
 
