@@ -95,9 +95,10 @@ func (p Policy) Validate() error {
 
 // OIDCConfig lets a tenant's IdP authenticate with its own JWTs instead of a static token.
 type OIDCConfig struct {
-	Issuer   string            `bson:"issuer" json:"issuer"`
-	Audience string            `bson:"audience" json:"audience"`
-	Claims   map[string]string `bson:"claims,omitempty" json:"claims,omitempty"`
+	Issuer       string            `bson:"issuer" json:"issuer"`
+	Audience     string            `bson:"audience" json:"audience"`
+	Claims       map[string]string `bson:"claims,omitempty" json:"claims,omitempty"`
+	DiscoveryURL string            `bson:"discoveryUrl,omitempty" json:"discoveryUrl,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes Go duration strings ("336h", "0s") in JSON

@@ -46,6 +46,7 @@ type Runner struct {
 	sweep       time.Duration
 	workers     int
 	observe     func(job *identity.Job, outcome string)
+	onWaiting   func(ctx context.Context, tenant, employee, connector, command string)
 
 	wakeCh chan target
 	mu     sync.Mutex
@@ -78,14 +79,21 @@ func WithObserver(fn func(job *identity.Job, outcome string)) RunnerOption {
 	return func(r *Runner) { r.observe = fn }
 }
 
+// WithOnWaiting is called when a job starts waiting on a vendor command (so an inbound result
+// can wake the employee).
+func WithOnWaiting(fn func(ctx context.Context, tenant, employee, connector, command string)) RunnerOption {
+	return func(r *Runner) { r.onWaiting = fn }
+}
+
 // NewRunner returns a Runner executing the jobs of svc's employees.
 func NewRunner(svc *Service, opts ...RunnerOption) *Runner {
 	r := &Runner{
 		svc: svc, store: svc.store, conns: svc.conns, log: svc.log,
 		maxAttempts: DefaultMaxAttempts, baseBackoff: DefaultBaseBackoff, maxBackoff: DefaultMaxBackoff,
 		poll: DefaultPoll, sweep: DefaultSweep, workers: DefaultWorkers,
-		observe: func(*identity.Job, string) {},
-		wakeCh:  make(chan target, 4096), busy: map[string]bool{}, again: map[string]bool{},
+		observe:   func(*identity.Job, string) {},
+		onWaiting: func(context.Context, string, string, string, string) {},
+		wakeCh:    make(chan target, 4096), busy: map[string]bool{}, again: map[string]bool{},
 	}
 	for _, o := range opts {
 		o(r)
@@ -356,7 +364,11 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 	if err != nil {
 		return e, err
 	}
-	r.observe(out.Jobs[jid], string(out.Jobs[jid].State))
+	done := out.Jobs[jid]
+	r.observe(done, string(done.State))
+	if done.State == identity.JobWaiting && done.Command != nil && !polling {
+		r.onWaiting(ctx, out.Tenant, out.ID, done.Connector, done.Command.ID)
+	}
 	return out, nil
 }
 

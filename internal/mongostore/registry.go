@@ -242,7 +242,7 @@ func (s *Store) CountOffboarding(ctx context.Context, tenant string, now time.Ti
 	}
 	err := s.c(colTenants).FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: tenant}},
 		bson.D{{Key: "$inc", Value: bson.D{{Key: field, Value: 1}}}},
-		options.FindOneAndUpdate().SetReturnDocument(options.After).SetProjection(bson.D{{Key: "brake", Value: 1}})).Decode(&t)
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&t)
 	if err != nil {
 		return 0, wrap("count offboarding", err)
 	}

@@ -247,3 +247,30 @@ func TestSeatsAreNeverOverbookedAndOperationsAreIdempotent(t *testing.T) {
 		}
 	})
 }
+
+func TestOffboardingsAreCountedPerWindow(t *testing.T) {
+	each(t, func(t *testing.T, s *mongostore.Store) {
+		ctx := context.Background()
+		tn := newTenant(t, s, "acme", 3)
+		now := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+		for i := 1; i <= 3; i++ {
+			n, err := s.CountOffboarding(ctx, tn.ID, now, time.Hour)
+			if err != nil || n != i {
+				t.Fatalf("count %d: %d %v", i, n, err)
+			}
+		}
+		// The next window still sees the previous one; two windows later the count starts over.
+		if n, _ := s.CountOffboarding(ctx, tn.ID, now.Add(time.Hour), time.Hour); n != 4 {
+			t.Fatalf("next window: %d, want 4", n)
+		}
+		if n, _ := s.CountOffboarding(ctx, tn.ID, now.Add(3*time.Hour), time.Hour); n != 1 {
+			t.Fatalf("two windows later: %d, want 1", n)
+		}
+		if err := s.ResetOffboardingCount(ctx, tn.ID); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := s.CountOffboarding(ctx, tn.ID, now.Add(3*time.Hour), time.Hour); n != 1 {
+			t.Fatalf("after reset: %d, want 1", n)
+		}
+	})
+}

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"github.com/offboard/offboard/internal/connectors"
+	"github.com/offboard/offboard/mdm"
+	"github.com/offboard/offboard/mdm/intune"
+	"github.com/offboard/offboard/mdm/jamf"
+	"github.com/offboard/offboard/mdm/nanomdm"
+	"github.com/offboard/offboard/mdm/webhook"
+	"github.com/offboard/offboard/mdm/workspaceone"
+	"net/http"
+)
+
+// kinds is the registry of connector types: the one place that names every vendor package.
+func kinds() map[string]connectors.Kind {
+	return map[string]connectors.Kind{
+		"webhook":      {Open: webhook.Open, Redact: webhook.Redact, Notifier: true},
+		"intune":       {Open: intune.Open, Redact: intune.Redact},
+		"jamf":         {Open: jamf.Open, Redact: jamf.Redact},
+		"workspaceone": {Open: workspaceone.Open, Redact: workspaceone.Redact},
+		"nanomdm": {Open: nanomdm.Open, Redact: nanomdm.Redact, Hook: &connectors.Hook{
+			NewSecret:   nanomdm.NewWebhookSecret,
+			CheckSecret: nanomdm.CheckWebhookSecret,
+			Handler: func(id string, log mdm.CommandLog, wake func(string, string)) http.Handler {
+				return nanomdm.NewWebhookHandler(id, log, nanomdm.WithWake(wake))
+			},
+		}},
+	}
+}

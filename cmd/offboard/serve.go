@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/offboard/offboard/identity"
+	"github.com/offboard/offboard/identity/lifecycle"
+	"github.com/offboard/offboard/internal/connectors"
+	"github.com/offboard/offboard/internal/embedded"
+	"github.com/offboard/offboard/internal/mongostore"
+	"github.com/offboard/offboard/internal/oidcauth"
+	"github.com/offboard/offboard/internal/ratelimit"
+	"github.com/offboard/offboard/internal/secretbox"
+	"github.com/offboard/offboard/internal/server"
+	"github.com/offboard/offboard/internal/token"
+)
+
+// env returns the environment value of key, or def.
+func env(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+type serveConfig struct {
+	listen, mongoURI, database, data, publicURL, secretKeyFile, logLevel string
+	adminToken                                                           string
+	allowInsecureIssuer                                                  bool
+	maxBody                                                              int64
+	trustedProxies                                                       string
+	workers                                                              int
+}
+
+func serveFlags(args []string) (*serveConfig, error) {
+	c := &serveConfig{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&c.listen, "listen", env("OFFBOARD_LISTEN", "127.0.0.1:8080"), "HTTP listen address (OFFBOARD_LISTEN)")
+	fs.StringVar(&c.mongoURI, "mongo-uri", env("OFFBOARD_MONGO_URI", ""), "MongoDB URI; empty runs the embedded store (OFFBOARD_MONGO_URI)")
+	fs.StringVar(&c.database, "database", env("OFFBOARD_DATABASE", "offboard"), "MongoDB database name (OFFBOARD_DATABASE)")
+	fs.StringVar(&c.data, "data", env("OFFBOARD_DATA", "./offboard-data"), "data directory of the embedded store and the key file (OFFBOARD_DATA)")
+	fs.StringVar(&c.publicURL, "public-url", env("OFFBOARD_PUBLIC_URL", ""), "externally visible base URL (OFFBOARD_PUBLIC_URL; default http://<listen>)")
+	fs.StringVar(&c.secretKeyFile, "secret-key-file", env("OFFBOARD_SECRET_KEY_FILE", ""), "key file for connector secrets (OFFBOARD_SECRET_KEY_FILE; default <data>/secret.key; OFFBOARD_SECRET_KEY wins)")
+	fs.StringVar(&c.logLevel, "log-level", env("OFFBOARD_LOG_LEVEL", "info"), "debug, info, warn or error (OFFBOARD_LOG_LEVEL)")
+	fs.BoolVar(&c.allowInsecureIssuer, "allow-insecure-issuer", env("OFFBOARD_ALLOW_INSECURE_ISSUER", "") == "1", "accept http://127.0.0.1 OIDC issuers, for development (OFFBOARD_ALLOW_INSECURE_ISSUER=1)")
+	fs.Int64Var(&c.maxBody, "max-body", envInt("OFFBOARD_MAX_BODY", 1<<20), "request body limit in bytes (OFFBOARD_MAX_BODY)")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", env("OFFBOARD_TRUSTED_PROXIES", ""), "CIDRs of proxies whose X-Forwarded-For is trusted (OFFBOARD_TRUSTED_PROXIES)")
+	fs.IntVar(&c.workers, "workers", int(envInt("OFFBOARD_WORKERS", lifecycle.DefaultWorkers)), "employees processed concurrently by the job runner (OFFBOARD_WORKERS)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	c.adminToken = os.Getenv("OFFBOARD_ADMIN_TOKEN")
+	if c.publicURL == "" {
+		c.publicURL = "http://" + c.listen
+	}
+	return c, nil
+}
+
+func envInt(key string, def int64) int64 {
+	if v := os.Getenv(key); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// openStore connects to the configured MongoDB or starts the embedded store.
+func openStore(ctx context.Context, c *serveConfig, log *slog.Logger) (*mongostore.Store, func(), error) {
+	uri := c.mongoURI
+	closeDB := func() {}
+	if uri == "" {
+		db, err := embedded.Start(ctx, embedded.Options{Dir: filepath.Join(c.data, "store"), Logger: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		log.Info("embedded store started", "data", c.data)
+		uri, closeDB = db.URI(), func() { _ = db.Close() }
+	}
+	store, err := mongostore.Connect(ctx, uri, c.database)
+	if err != nil {
+		closeDB()
+		return nil, nil, err
+	}
+	return store, func() {
+		_ = store.Close(context.Background())
+		closeDB()
+	}, nil
+}
+
+func serve(args []string) error {
+	c, err := serveFlags(args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c.logLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if err := os.MkdirAll(c.data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	keyFile := c.secretKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(c.data, "secret.key")
+	}
+	keys, created, err := secretbox.Load(os.Getenv(secretbox.EnvKey), keyFile)
+	if err != nil {
+		return fmt.Errorf("secret key: %w", err)
+	}
+	if created {
+		log.Warn("generated a new secret key for connector secrets; back it up with the database", "path", keyFile)
+	}
+	proxies, err := ratelimit.ParseTrustedProxies(c.trustedProxies)
+	if err != nil {
+		return fmt.Errorf("trusted proxies: %w", err)
+	}
+
+	store, closeStore, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	schemaCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err = store.EnsureSchema(schemaCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("database schema: %w", err)
+	}
+	if err := bootstrapAdmin(ctx, store, c.adminToken, log); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "offboard"}))
+	jobs := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "offboard", Subsystem: "jobs", Name: "attempts_total",
+		Help: "External job attempts by action and resulting state."}, []string{"action", "state"})
+	reg.MustRegister(jobs)
+
+	httpClient := &http.Client{Timeout: 25 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	conns := connectors.New(store, keys, kinds(), httpClient, log)
+	host, _ := os.Hostname()
+	svc := lifecycle.NewService(store, conns, lifecycle.WithLogger(log), lifecycle.WithOwner(host+"-"+lifecycle.NewID()[:8]))
+	defer svc.Close()
+	runner := lifecycle.NewRunner(svc, lifecycle.WithWorkers(c.workers),
+		lifecycle.WithObserver(func(j *identity.Job, state string) { jobs.WithLabelValues(j.Action, state).Inc() }),
+		lifecycle.WithOnWaiting(conns.Waiting))
+	conns.SetWaker(runner.Wake)
+
+	verifier := oidcauth.New(oidcauth.WithHTTPClient(httpClient), oidcauth.WithLogger(log), insecureIssuer(c.allowInsecureIssuer))
+	srv := server.New(server.Config{
+		Store: store, Service: svc, Connectors: conns, OIDC: verifier,
+		PublicURL: c.publicURL, OperatorToken: c.adminToken, Log: log, Registry: reg,
+		MaxBody: c.maxBody, TrustedProxies: proxies, AllowInsecureIssuer: c.allowInsecureIssuer,
+		Ready: store.Ping,
+	})
+	httpSrv := &http.Server{
+		Addr: c.listen, Handler: srv,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	runCtx, stopRunner := context.WithCancel(context.Background())
+	runnerDone := make(chan struct{})
+	go func() { runner.Run(runCtx); close(runnerDone) }()
+
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	log.Info("offboard serving", "listen", ln.Addr().String(), "public_url", c.publicURL, "embedded_store", c.mongoURI == "")
+
+	select {
+	case err := <-errc:
+		stopRunner()
+		<-runnerDone
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	shCtx, cancelSh := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelSh()
+	if err := httpSrv.Shutdown(shCtx); err != nil {
+		log.Warn("shutdown incomplete", "error", err)
+	}
+	stopRunner()
+	<-runnerDone
+	return nil
+}
+
+func insecureIssuer(allow bool) oidcauth.Option {
+	if allow {
+		return oidcauth.AllowInsecureIssuer()
+	}
+	return func(*oidcauth.Verifier) {}
+}
+
+// bootstrapMeta records that the operator's first admin token was issued.
+type bootstrapMeta struct {
+	ID      string    `bson:"_id"`
+	TokenID string    `bson:"tokenId"`
+	Created time.Time `bson:"created"`
+}
+
+// bootstrapAdmin issues the operator's admin token on the first start when OFFBOARD_ADMIN_TOKEN
+// is not set, and prints it once; it is stored only as a hash.
+func bootstrapAdmin(ctx context.Context, store *mongostore.Store, envToken string, log *slog.Logger) error {
+	if envToken != "" {
+		if len(envToken) < 16 {
+			return errors.New("OFFBOARD_ADMIN_TOKEN must be at least 16 characters")
+		}
+		return nil
+	}
+	var m bootstrapMeta
+	err := store.GetMeta(ctx, "bootstrap-admin", &m)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, identity.ErrNotFound) {
+		return err
+	}
+	plain, rec, err := token.New(token.ScopeAdmin, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := store.CreateToken(ctx, &identity.Token{ID: rec.ID, Scope: identity.ScopeAdmin, Hash: rec.Hash, Created: rec.CreatedAt}); err != nil {
+		return err
+	}
+	if err := store.PutMeta(ctx, bootstrapMeta{ID: "bootstrap-admin", TokenID: rec.ID, Created: rec.CreatedAt}); err != nil {
+		if errors.Is(err, identity.ErrConflict) {
+			return nil // another instance issued it first
+		}
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\nOperator admin token (shown once, stored hashed):\n\n  export OFFBOARD_ADMIN_TOKEN=%s\n\n", plain)
+	log.Info("operator admin token issued", "token_id", rec.ID)
+	return nil
+}
+
+func devdb(args []string) error {
+	fs := flag.NewFlagSet("devdb", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:27017", "TCP address to listen on")
+	data := fs.String("data", "./offboard-devdb", "data directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(env("OFFBOARD_LOG_LEVEL", "info"))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	db, err := embedded.Start(ctx, embedded.Options{Dir: *data, ListenTCP: *listen, Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("embedded store listening", "uri", db.URI(), "data", *data)
+	fmt.Println(db.URI())
+	<-ctx.Done()
+	return db.Close()
+}
+
+func keys(args []string) error {
+	if len(args) == 0 || args[0] != "rewrap" {
+		return errors.New("usage: offboard keys rewrap [serve flags]")
+	}
+	c, err := serveFlags(args[1:])
+	if err != nil {
+		return err
+	}
+	log := newLogger(c.logLevel)
+	ctx := context.Background()
+	keyFile := c.secretKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(c.data, "secret.key")
+	}
+	kr, _, err := secretbox.Load(os.Getenv(secretbox.EnvKey), keyFile)
+	if err != nil {
+		return err
+	}
+	store, closeStore, err := openStore(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	n, err := connectors.New(store, kr, kinds(), http.DefaultClient, log).Rewrap(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rewrapped %d connector(s) under key %s\n", n, kr.CurrentKeyID())
+	return nil
+}
