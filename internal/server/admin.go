@@ -139,7 +139,9 @@ func (s *Server) tenantAccess(next http.Handler) http.Handler {
 	})
 }
 
-func tenantOf(r *http.Request) *identity.Tenant { return r.Context().Value(tenantKey{}).(*identity.Tenant) }
+func tenantOf(r *http.Request) *identity.Tenant {
+	return r.Context().Value(tenantKey{}).(*identity.Tenant)
+}
 
 // tenantView is the admin API's tenant.
 type tenantView struct {
@@ -457,26 +459,26 @@ func (s *Server) seats(w http.ResponseWriter, r *http.Request) {
 
 // employeeView is the admin API's view of an employee's lifecycle.
 type employeeView struct {
-	ID              string            `json:"id"`
-	UserName        string            `json:"userName"`
-	ExternalID      string            `json:"externalId,omitempty"`
-	Active          bool              `json:"active"`
-	State           identity.State    `json:"state"`
-	Generation      int               `json:"generation"`
-	WorkID          string            `json:"workId,omitempty"`
-	WorkIDStatus    string            `json:"workIdStatus,omitempty"`
-	PastWorkIDs     []string          `json:"pastWorkIds,omitempty"`
-	Seat            bool              `json:"seat"`
-	Username        string            `json:"licenseUsername,omitempty"`
-	PasswordSet     bool              `json:"passwordSet"`
-	RestrictedUntil *time.Time        `json:"restrictedUntil,omitempty"`
-	LeaveDate       *time.Time        `json:"leaveDate,omitempty"`
-	Offboarded      *time.Time        `json:"offboarded,omitempty"`
-	Deleted         *time.Time        `json:"deleted,omitempty"`
-	RetainUntil     *time.Time        `json:"retainUntil,omitempty"`
-	Devices         []mdm.Device      `json:"devices"`
-	Jobs            []*identity.Job   `json:"jobs"`
-	Timeline        []identity.Event  `json:"timeline"`
+	ID              string           `json:"id"`
+	UserName        string           `json:"userName"`
+	ExternalID      string           `json:"externalId,omitempty"`
+	Active          bool             `json:"active"`
+	State           identity.State   `json:"state"`
+	Generation      int              `json:"generation"`
+	WorkID          string           `json:"workId,omitempty"`
+	WorkIDStatus    string           `json:"workIdStatus,omitempty"`
+	PastWorkIDs     []string         `json:"pastWorkIds,omitempty"`
+	Seat            bool             `json:"seat"`
+	Username        string           `json:"licenseUsername,omitempty"`
+	PasswordSet     bool             `json:"passwordSet"`
+	RestrictedUntil *time.Time       `json:"restrictedUntil,omitempty"`
+	LeaveDate       *time.Time       `json:"leaveDate,omitempty"`
+	Offboarded      *time.Time       `json:"offboarded,omitempty"`
+	Deleted         *time.Time       `json:"deleted,omitempty"`
+	RetainUntil     *time.Time       `json:"retainUntil,omitempty"`
+	Devices         []mdm.Device     `json:"devices"`
+	Jobs            []*identity.Job  `json:"jobs"`
+	Timeline        []identity.Event `json:"timeline"`
 }
 
 func (s *Server) employeeView(ctx context.Context, e *identity.Employee) employeeView {
