@@ -21,6 +21,7 @@ import (
 	"github.com/offboard/offboard/identity"
 	"github.com/offboard/offboard/identity/lifecycle"
 	"github.com/offboard/offboard/internal/connectors"
+	"github.com/offboard/offboard/internal/connectors/builtin"
 	"github.com/offboard/offboard/internal/embedded"
 	"github.com/offboard/offboard/internal/mongostore"
 	"github.com/offboard/offboard/internal/oidcauth"
@@ -161,7 +162,7 @@ func serve(args []string) error {
 	reg.MustRegister(jobs)
 
 	httpClient := &http.Client{Timeout: 25 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	conns := connectors.New(store, keys, kinds(), httpClient, log)
+	conns := connectors.New(store, keys, builtin.Kinds(), httpClient, log)
 	host, _ := os.Hostname()
 	svc := lifecycle.NewService(store, conns, lifecycle.WithLogger(log), lifecycle.WithOwner(host+"-"+lifecycle.NewID()[:8]))
 	defer svc.Close()
@@ -305,7 +306,7 @@ func keys(args []string) error {
 		return err
 	}
 	defer closeStore()
-	n, err := connectors.New(store, kr, kinds(), http.DefaultClient, log).Rewrap(ctx)
+	n, err := connectors.New(store, kr, builtin.Kinds(), http.DefaultClient, log).Rewrap(ctx)
 	if err != nil {
 		return err
 	}

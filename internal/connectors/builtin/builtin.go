@@ -1,6 +1,10 @@
-package main
+// Package builtin registers every connector type Offboard ships: the one place that names each
+// vendor package.
+package builtin
 
 import (
+	"net/http"
+
 	"github.com/offboard/offboard/internal/connectors"
 	"github.com/offboard/offboard/mdm"
 	"github.com/offboard/offboard/mdm/intune"
@@ -8,11 +12,10 @@ import (
 	"github.com/offboard/offboard/mdm/nanomdm"
 	"github.com/offboard/offboard/mdm/webhook"
 	"github.com/offboard/offboard/mdm/workspaceone"
-	"net/http"
 )
 
-// kinds is the registry of connector types: the one place that names every vendor package.
-func kinds() map[string]connectors.Kind {
+// Kinds returns the registry of connector types.
+func Kinds() map[string]connectors.Kind {
 	return map[string]connectors.Kind{
 		"webhook":      {Open: webhook.Open, Redact: webhook.Redact, Notifier: true},
 		"intune":       {Open: intune.Open, Redact: intune.Redact},
