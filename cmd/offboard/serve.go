@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/offboard/offboard/identity"
 	"github.com/offboard/offboard/identity/lifecycle"
@@ -46,6 +48,10 @@ type serveConfig struct {
 	maxBody                                                              int64
 	trustedProxies                                                       string
 	workers                                                              int
+	pprof                                                                string
+	tokenRate, ipRate                                                    float64
+	leaseFor                                                             time.Duration
+	dbCommands                                                           *mongostore.CommandCounter
 }
 
 func serveFlags(args []string) (*serveConfig, error) {
@@ -62,6 +68,10 @@ func serveFlags(args []string) (*serveConfig, error) {
 	fs.Int64Var(&c.maxBody, "max-body", envInt("OFFBOARD_MAX_BODY", 1<<20), "request body limit in bytes (OFFBOARD_MAX_BODY)")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", env("OFFBOARD_TRUSTED_PROXIES", ""), "CIDRs of proxies whose X-Forwarded-For is trusted (OFFBOARD_TRUSTED_PROXIES)")
 	fs.IntVar(&c.workers, "workers", int(envInt("OFFBOARD_WORKERS", lifecycle.DefaultWorkers)), "employees processed concurrently by the job runner (OFFBOARD_WORKERS)")
+	fs.Float64Var(&c.tokenRate, "token-rate", envFloat("OFFBOARD_TOKEN_RATE", 0), "requests per second per credential, burst twice that (OFFBOARD_TOKEN_RATE; default 50)")
+	fs.Float64Var(&c.ipRate, "ip-rate", envFloat("OFFBOARD_IP_RATE", 0), "requests per second per client address, burst twice that (OFFBOARD_IP_RATE; default 200)")
+	fs.DurationVar(&c.leaseFor, "lease", envDuration("OFFBOARD_LEASE", lifecycle.DefaultLeaseFor), "how long a worker owns a job; a killed worker's jobs wait this long (OFFBOARD_LEASE)")
+	fs.StringVar(&c.pprof, "pprof", env("OFFBOARD_PPROF", ""), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (OFFBOARD_PPROF; off by default)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -76,6 +86,24 @@ func envInt(key string, def int64) int64 {
 	if v := os.Getenv(key); v != "" {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			return n
+		}
+	}
+	return def
+}
+
+func envFloat(key string, def float64) float64 {
+	if v := os.Getenv(key); v != "" {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
+		}
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if v := os.Getenv(key); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
 		}
 	}
 	return def
@@ -101,7 +129,11 @@ func openStore(ctx context.Context, c *serveConfig, log *slog.Logger) (*mongosto
 		log.Info("embedded store started", "data", c.data)
 		uri, closeDB = db.URI(), func() { _ = db.Close() }
 	}
-	store, err := mongostore.Connect(ctx, uri, c.database)
+	var monitor *event.CommandMonitor
+	if c.dbCommands != nil {
+		monitor = c.dbCommands.Monitor()
+	}
+	store, err := mongostore.ConnectMonitored(ctx, uri, c.database, monitor)
 	if err != nil {
 		closeDB()
 		return nil, nil, err
@@ -140,6 +172,7 @@ func serve(args []string) error {
 		return fmt.Errorf("trusted proxies: %w", err)
 	}
 
+	c.dbCommands = mongostore.NewCommandCounter()
 	store, closeStore, err := openStore(ctx, c, log)
 	if err != nil {
 		return err
@@ -159,12 +192,13 @@ func serve(args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "offboard"}))
 	jobs := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "offboard", Subsystem: "jobs", Name: "attempts_total",
 		Help: "External job attempts by action and resulting state."}, []string{"action", "state"})
-	reg.MustRegister(jobs)
+	reg.MustRegister(jobs, c.dbCommands)
 
 	httpClient := &http.Client{Timeout: 25 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	conns := connectors.New(store, keys, builtin.Kinds(), httpClient, log)
 	host, _ := os.Hostname()
-	svc := lifecycle.NewService(store, conns, lifecycle.WithLogger(log), lifecycle.WithOwner(host+"-"+lifecycle.NewID()[:8]))
+	svc := lifecycle.NewService(store, conns, lifecycle.WithLogger(log), lifecycle.WithOwner(host+"-"+lifecycle.NewID()[:8]),
+		lifecycle.WithLeaseFor(c.leaseFor))
 	defer svc.Close()
 	runner := lifecycle.NewRunner(svc, lifecycle.WithWorkers(c.workers),
 		lifecycle.WithObserver(func(j *identity.Job, state string) { jobs.WithLabelValues(j.Action, state).Inc() }),
@@ -176,7 +210,8 @@ func serve(args []string) error {
 		Store: store, Service: svc, Connectors: conns, OIDC: verifier,
 		PublicURL: c.publicURL, OperatorToken: c.adminToken, Log: log, Registry: reg,
 		MaxBody: c.maxBody, TrustedProxies: proxies, AllowInsecureIssuer: c.allowInsecureIssuer,
-		Ready: store.Ping,
+		Ready:     store.Ping,
+		TokenRate: c.tokenRate, TokenBurst: int(2 * c.tokenRate), IPRate: c.ipRate, IPBurst: int(2 * c.ipRate),
 	})
 	httpSrv := &http.Server{
 		Addr: c.listen, Handler: srv,
@@ -187,6 +222,9 @@ func serve(args []string) error {
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return err
+	}
+	if c.pprof != "" {
+		go servePprof(c.pprof, log)
 	}
 	runCtx, stopRunner := context.WithCancel(context.Background())
 	runnerDone := make(chan struct{})
@@ -212,6 +250,21 @@ func serve(args []string) error {
 	stopRunner()
 	<-runnerDone
 	return nil
+}
+
+// servePprof serves the runtime profiles on their own address, never on the public listener.
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	log.Info("pprof serving", "listen", addr)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		log.Warn("pprof stopped", "error", err)
+	}
 }
 
 func insecureIssuer(allow bool) oidcauth.Option {

@@ -256,3 +256,53 @@ func indexOf(s, sub string) int {
 	}
 	return -1
 }
+
+func TestWritesOfOneDocumentAndOfAWholeCollectionInterleaveWithoutLoss(t *testing.T) {
+	_, c := start(t, t.TempDir())
+	ctx := context.Background()
+	col := c.Database("atomic").Collection("counters")
+	ids := []string{"a", "b", "c", "d"}
+	for _, id := range ids {
+		if _, err := col.InsertOne(ctx, bson.M{"_id": id, "n": 0, "all": 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const each = 30
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		for w := 0; w < 2; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					// Per-document lock: a conditional write and a plain one.
+					if _, err := col.UpdateOne(ctx, bson.M{"_id": id, "n": bson.M{"$gte": 0}}, bson.M{"$inc": bson.M{"n": 1}}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < each; i++ {
+			// No `_id`: locks the collection against the per-document writers.
+			if _, err := col.UpdateMany(ctx, bson.M{}, bson.M{"$inc": bson.M{"all": 1}}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	for _, id := range ids {
+		var doc struct{ N, All int }
+		if err := col.FindOne(ctx, bson.M{"_id": id}).Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc.N != 2*each || doc.All != each {
+			t.Fatalf("%s: n = %d, all = %d, want %d and %d: writes were lost", id, doc.N, doc.All, 2*each, each)
+		}
+	}
+}

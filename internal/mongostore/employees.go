@@ -102,7 +102,14 @@ func (s *Store) InsertEmployee(ctx context.Context, e *identity.Employee) error 
 	if err := s.addExternalID(ctx, e.Tenant, e.ExternalID, e.ID); err != nil {
 		return err
 	}
-	_, err := s.c(colEmployees).InsertOne(ctx, e)
+	raw, err := bson.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("insert employee: %w", err)
+	}
+	_, err = s.c(colEmployees).InsertOne(ctx, raw)
+	if err == nil {
+		s.written.put(e.ID, raw)
+	}
 	if mongo.IsDuplicateKeyError(err) {
 		// Another employee holds the name although our claim succeeded (a claim taken over from
 		// a create that did finish): point the key back at the real holder.
@@ -201,21 +208,39 @@ func (s *Store) FindEmployeesByExternalID(ctx context.Context, tenant, ext strin
 // write nothing. Secondary keys follow userName and externalId changes: a new userName is
 // claimed before the write, the old claim released after it. The tenant must match; deleted
 // employees can still be updated (their jobs run on).
+//
+// The first attempt starts from the document this process wrote last, if it remembers one,
+// instead of reading it: the write is conditional on that rev all the same. Only a successful
+// write confirms the guess; an error or ErrSkip from fn on a guessed document, like a lost
+// race, re-reads and applies fn again, so fn must tolerate being called more than once (as
+// it always had to).
 func (s *Store) UpdateEmployee(ctx context.Context, tenant, id string, fn func(*identity.Employee) error) (*identity.Employee, error) {
+	guess := s.written.get(id)
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
-		raw, err := s.c(colEmployees).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
-		if err != nil {
-			return nil, wrap("update employee", err)
+		raw, guessed := guess, guess != nil
+		guess = nil
+		if !guessed {
+			var err error
+			raw, err = s.c(colEmployees).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
+			if err != nil {
+				return nil, wrap("update employee", err)
+			}
 		}
 		cur, err := decodeEmployee(raw)
 		if err != nil {
 			return nil, err
 		}
 		if cur.Tenant != tenant {
+			if guessed {
+				continue
+			}
 			return nil, fmt.Errorf("update employee: %w", identity.ErrNotFound)
 		}
 		next, _ := decodeEmployee(raw)
 		if err := fn(next); err != nil {
+			if guessed {
+				continue // decided on a remembered document: decide again on the stored one
+			}
 			if errors.Is(err, identity.ErrSkip) {
 				return cur, nil
 			}
@@ -234,8 +259,13 @@ func (s *Store) UpdateEmployee(ctx context.Context, tenant, id string, fn func(*
 				return nil, err
 			}
 		}
-		res, err := s.c(colEmployees).ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "rev", Value: cur.Rev}}, next)
+		doc, err := bson.Marshal(next)
+		if err != nil {
+			return nil, fmt.Errorf("update employee: %w", err)
+		}
+		res, err := s.c(colEmployees).ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "rev", Value: cur.Rev}}, doc)
 		if err != nil || res.MatchedCount == 0 {
+			s.written.drop(id)
 			if claimed {
 				_ = s.ReleaseUserName(ctx, tenant, next.UserNameKey, id)
 			}
@@ -244,6 +274,7 @@ func (s *Store) UpdateEmployee(ctx context.Context, tenant, id string, fn func(*
 			}
 			continue
 		}
+		s.written.put(id, doc)
 		if cur.UserNameKey != "" && cur.UserNameKey != next.UserNameKey {
 			_ = s.ReleaseUserName(ctx, tenant, cur.UserNameKey, id)
 		}

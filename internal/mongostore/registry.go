@@ -49,20 +49,19 @@ type dueDoc struct {
 // MarkDue records that an employee has work due at or after at (an earlier mark wins).
 // It is written before the employee update that creates the work, so a crash in between leaves
 // at worst a mark with nothing to do, never work without a mark.
+//
+// It is one upsert ($min keeps the earlier mark), not a conditional update followed by an
+// insert: one round trip on every deactivation instead of two.
 func (s *Store) MarkDue(ctx context.Context, tenant, employee string, at time.Time) error {
 	at = at.UTC()
-	res, err := s.c(colDue).UpdateOne(ctx,
-		bson.D{{Key: "_id", Value: employee}, {Key: "at", Value: bson.D{{Key: "$gt", Value: at}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "at", Value: at}, {Key: "tenant", Value: tenant}}}})
-	if err != nil {
-		return wrap("mark due", err)
-	}
-	if res.MatchedCount == 1 {
-		return nil
-	}
-	_, err = s.c(colDue).InsertOne(ctx, dueDoc{ID: employee, Tenant: tenant, At: at})
-	if err != nil && isDup(err) {
-		return nil // an earlier or equal mark exists
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		_, err = s.c(colDue).UpdateOne(ctx, bson.D{{Key: "_id", Value: employee}},
+			bson.D{{Key: "$min", Value: bson.D{{Key: "at", Value: at}}}, {Key: "$set", Value: bson.D{{Key: "tenant", Value: tenant}}}},
+			options.UpdateOne().SetUpsert(true))
+		if err == nil || !isDup(err) {
+			break // a concurrent upsert inserted first: the retry updates its mark
+		}
 	}
 	return wrap("mark due", err)
 }

@@ -45,6 +45,9 @@ type Store struct {
 	db     *mongo.Database
 	now    func() time.Time
 	owns   bool
+	// written remembers employee documents this process wrote, to start the next
+	// compare-and-swap from them without a read.
+	written *writtenCache
 }
 
 // Option configures a Store.
@@ -69,7 +72,12 @@ func ClientOptions(uri string, monitor *event.CommandMonitor) *options.ClientOpt
 
 // Connect opens a client for uri and returns a Store on database dbName.
 func Connect(ctx context.Context, uri, dbName string, opts ...Option) (*Store, error) {
-	client, err := mongo.Connect(ClientOptions(uri, nil))
+	return ConnectMonitored(ctx, uri, dbName, nil, opts...)
+}
+
+// ConnectMonitored is Connect with a command monitor (see CommandCounter).
+func ConnectMonitored(ctx context.Context, uri, dbName string, monitor *event.CommandMonitor, opts ...Option) (*Store, error) {
+	client, err := mongo.Connect(ClientOptions(uri, monitor))
 	if err != nil {
 		return nil, fmt.Errorf("connect to MongoDB: %w", err)
 	}
@@ -80,7 +88,7 @@ func Connect(ctx context.Context, uri, dbName string, opts ...Option) (*Store, e
 
 // New returns a Store on an existing database handle.
 func New(db *mongo.Database, opts ...Option) *Store {
-	s := &Store{client: db.Client(), db: db, now: time.Now}
+	s := &Store{client: db.Client(), db: db, now: time.Now, written: newWrittenCache(writtenCacheSize)}
 	for _, o := range opts {
 		o(s)
 	}
