@@ -48,7 +48,7 @@ type serveConfig struct {
 	maxBody                                                              int64
 	trustedProxies                                                       string
 	workers                                                              int
-	pprof                                                                string
+	pprof, embeddedSync                                                  string
 	tokenRate, ipRate                                                    float64
 	leaseFor                                                             time.Duration
 	dbCommands                                                           *mongostore.CommandCounter
@@ -71,6 +71,7 @@ func serveFlags(args []string) (*serveConfig, error) {
 	fs.Float64Var(&c.tokenRate, "token-rate", envFloat("OFFBOARD_TOKEN_RATE", 0), "requests per second per credential, burst twice that (OFFBOARD_TOKEN_RATE; default 50)")
 	fs.Float64Var(&c.ipRate, "ip-rate", envFloat("OFFBOARD_IP_RATE", 0), "requests per second per client address, burst twice that (OFFBOARD_IP_RATE; default 200)")
 	fs.DurationVar(&c.leaseFor, "lease", envDuration("OFFBOARD_LEASE", lifecycle.DefaultLeaseFor), "how long a worker owns a job; a killed worker's jobs wait this long (OFFBOARD_LEASE)")
+	fs.StringVar(&c.embeddedSync, "embedded-sync", env("OFFBOARD_EMBEDDED_SYNC", "normal"), "embedded store commit durability: normal (survives a process crash) or full (fsync every commit, survives power loss; slower) (OFFBOARD_EMBEDDED_SYNC)")
 	fs.StringVar(&c.pprof, "pprof", env("OFFBOARD_PPROF", ""), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (OFFBOARD_PPROF; off by default)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -122,7 +123,7 @@ func openStore(ctx context.Context, c *serveConfig, log *slog.Logger) (*mongosto
 	uri := c.mongoURI
 	closeDB := func() {}
 	if uri == "" {
-		db, err := embedded.Start(ctx, embedded.Options{Dir: filepath.Join(c.data, "store"), Logger: log})
+		db, err := embedded.Start(ctx, embedded.Options{Dir: filepath.Join(c.data, "store"), Logger: log, SyncEveryCommit: c.embeddedSync == "full"})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -320,13 +321,14 @@ func devdb(args []string) error {
 	fs := flag.NewFlagSet("devdb", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:27017", "TCP address to listen on")
 	data := fs.String("data", "./offboard-devdb", "data directory")
+	sync := fs.String("embedded-sync", env("OFFBOARD_EMBEDDED_SYNC", "normal"), "commit durability: normal or full (see serve)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := newLogger(env("OFFBOARD_LOG_LEVEL", "info"))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	db, err := embedded.Start(ctx, embedded.Options{Dir: *data, ListenTCP: *listen, Logger: log})
+	db, err := embedded.Start(ctx, embedded.Options{Dir: *data, ListenTCP: *listen, Logger: log, SyncEveryCommit: *sync == "full"})
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,12 @@ type localResult struct {
 // arrived after a deactivation is given back at once). It returns the updated employee, or nil
 // if nothing was leased to it.
 func (s *Service) runLocal(ctx context.Context, e *identity.Employee) (*identity.Employee, error) {
+	return s.runLocalWith(ctx, e, nil)
+}
+
+// runLocalWith is runLocal given the tenant the caller read for the same change, which spares
+// a read of the tenant document per request (nil: read it).
+func (s *Service) runLocalWith(ctx context.Context, e *identity.Employee, known *identity.Tenant) (*identity.Employee, error) {
 	var last *identity.Employee
 	for round := 0; round < 3; round++ {
 		var results []localResult
@@ -49,9 +55,13 @@ func (s *Service) runLocal(ctx context.Context, e *identity.Employee) (*identity
 			dequeue   bool
 			released  bool
 		)
-		t, err := s.store.GetTenant(ctx, e.Tenant)
-		if err != nil {
-			return last, err
+		t := known
+		known = nil
+		if t == nil {
+			var err error
+			if t, err = s.store.GetTenant(ctx, e.Tenant); err != nil {
+				return last, err
+			}
 		}
 		next, err := s.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 			unusedIDs, forget, dequeue, released = nil, nil, false, false
@@ -178,12 +188,14 @@ func (s *Service) issueWorkID(ctx context.Context, e *identity.Employee, gen int
 // ServeSeatQueue gives free seats to the tenant's waiting joiners, first come first served.
 func (s *Service) ServeSeatQueue(ctx context.Context, tenant string) {
 	for i := 0; i < 100; i++ {
-		t, err := s.store.GetTenant(ctx, tenant)
-		if err != nil || t.Free <= 0 {
-			return
-		}
+		// The queue first: it is empty after almost every release, and then the tenant
+		// document need not be read.
 		heads, err := s.store.SeatQueue(ctx, tenant, 1)
 		if err != nil || len(heads) == 0 {
+			return
+		}
+		t, err := s.store.GetTenant(ctx, tenant)
+		if err != nil || t.Free <= 0 {
 			return
 		}
 		head := heads[0]

@@ -106,7 +106,7 @@ func (s *Service) CreateUser(ctx context.Context, actor, tenant string, in UserI
 		_ = s.store.ReleaseUserName(context.WithoutCancel(ctx), tenant, e.UserNameKey, e.ID)
 		return nil, err
 	}
-	if done, err := s.runLocal(ctx, e); err != nil {
+	if done, err := s.runLocalWith(ctx, e, t); err != nil {
 		s.log.Warn("local effects left to the runner", "employee", e.ID, "error", err)
 	} else if done != nil {
 		e = done
@@ -220,7 +220,7 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 	if out.Changed() {
 		s.audit(ctx, tenant, actor, e, out)
 	}
-	if done, err := s.runLocal(ctx, e); err != nil {
+	if done, err := s.runLocalWith(ctx, e, t); err != nil {
 		s.log.Warn("local effects left to the runner", "employee", id, "error", err)
 	} else if done != nil {
 		e = done

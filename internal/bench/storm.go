@@ -128,8 +128,9 @@ func Storm(ctx context.Context, c *Client, t *Tenant, users []*User, o StormOpti
 			hook = o.Receiver.WaitWorkID(u.WorkID)
 		}
 		t0 := time.Now()
-		r, err := deactivate(ctx, c, t, u, mode.Load().(ActiveValue))
-		if err == nil && r.Status == http.StatusBadRequest && o.Active == ActiveAuto && mode.Load() == ActiveString {
+		sent := mode.Load().(ActiveValue)
+		r, err := deactivate(ctx, c, t, u, sent)
+		if err == nil && r.Status == http.StatusBadRequest && o.Active == ActiveAuto && sent == ActiveString {
 			noteOnce.Do(func() {
 				res.Notes = append(res.Notes, `the server rejects Entra's "False" string (400): sending JSON booleans`)
 			})
