@@ -113,9 +113,12 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // EnsureSchema creates every collection and index. It is idempotent and runs at start-up.
 func (s *Store) EnsureSchema(ctx context.Context) error {
-	unique := options.Index().SetUnique(true)
+	// A fresh options builder per index: the driver writes the generated name into the builder,
+	// so one shared builder named the connectors' index after the tenants' (nameKey_1), and the
+	// next start failed at random, depending on map order, with IndexOptionsConflict.
+	unique := func() *options.IndexOptionsBuilder { return options.Index().SetUnique(true) }
 	indexes := map[string][]mongo.IndexModel{
-		colTenants:   {{Keys: bson.D{{Key: "nameKey", Value: 1}}, Options: unique}},
+		colTenants:   {{Keys: bson.D{{Key: "nameKey", Value: 1}}, Options: unique()}},
 		colTokens:    {{Keys: bson.D{{Key: "tenant", Value: 1}}}},
 		colEmployees: {{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "userNameKey", Value: 1}}, Options: options.Index().SetUnique(true).SetName("tenant_userNameKey")}},
 		colKeys:      {{Keys: bson.D{{Key: "at", Value: 1}}}},
@@ -125,19 +128,30 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 		colDue:       {{Keys: bson.D{{Key: "at", Value: 1}}}},
 		colAudit:     {{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "at", Value: 1}}}},
 		colConnectors: {
-			{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "name", Value: 1}}, Options: unique},
+			{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "name", Value: 1}}, Options: unique()},
 		},
 		colCommands: {{Keys: bson.D{{Key: "connector", Value: 1}}}},
 		colMeta:     {{Keys: bson.D{{Key: "kind", Value: 1}}}},
 		colPending:  {{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "at", Value: 1}}}},
 	}
 	for col, models := range indexes {
-		if _, err := s.db.Collection(col).Indexes().CreateMany(ctx, models); err != nil {
-			return wrap("create indexes on "+col, err)
+		for _, m := range models {
+			_, err := s.db.Collection(col).Indexes().CreateOne(ctx, m)
+			var ce mongo.CommandError
+			if errors.As(err, &ce) && ce.Code == errIndexOptionsConflict {
+				continue // the same keys are indexed under another name (databases made before the fix above)
+			}
+			if err != nil {
+				return wrap("create indexes on "+col, err)
+			}
 		}
 	}
 	return nil
 }
+
+// errIndexOptionsConflict is MongoDB's error code for an index whose keys exist under another
+// name or with other options.
+const errIndexOptionsConflict = 85
 
 // Drop deletes the whole database (tests).
 func (s *Store) Drop(ctx context.Context) error { return s.db.Drop(ctx) }
