@@ -15,6 +15,7 @@ Usage:
   offboard devdb --listen ADDR --data D  run the embedded MongoDB-compatible store on its own
   offboard keys rewrap [flags]           re-seal connector secrets under the current key
   offboard bench sync|storm [flags]      load test a running server (see BENCHMARKS.md)
+  offboard backup --data D --out DIR     consistent copy of the embedded store and key file
 
 Admin API client (flags: --server/OFFBOARD_SERVER, --token/OFFBOARD_ADMIN_TOKEN, --json):
   offboard tenant create NAME --seats N
@@ -47,6 +48,8 @@ func main() {
 		err = devdb(os.Args[2:])
 	case "bench":
 		err = runBench(os.Args[2:])
+	case "backup":
+		err = backup(os.Args[2:])
 	case "keys":
 		err = keys(os.Args[2:])
 	case "help", "-h", "--help":
