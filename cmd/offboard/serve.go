@@ -50,7 +50,7 @@ type serveConfig struct {
 	workers                                                              int
 	pprof, embeddedSync                                                  string
 	tokenRate, ipRate                                                    float64
-	leaseFor                                                             time.Duration
+	leaseFor, sweep                                                      time.Duration
 	dbCommands                                                           *mongostore.CommandCounter
 }
 
@@ -72,6 +72,7 @@ func serveFlags(args []string) (*serveConfig, error) {
 	fs.Float64Var(&c.ipRate, "ip-rate", envFloat("OFFBOARD_IP_RATE", 0), "requests per second per client address, burst twice that (OFFBOARD_IP_RATE; default 200)")
 	fs.DurationVar(&c.leaseFor, "lease", envDuration("OFFBOARD_LEASE", lifecycle.DefaultLeaseFor), "how long a worker owns a job; a killed worker's jobs wait this long (OFFBOARD_LEASE)")
 	fs.StringVar(&c.embeddedSync, "embedded-sync", env("OFFBOARD_EMBEDDED_SYNC", "normal"), "embedded store commit durability: normal (survives a process crash) or full (fsync every commit, survives power loss; slower) (OFFBOARD_EMBEDDED_SYNC)")
+	fs.DurationVar(&c.sweep, "sweep", envDuration("OFFBOARD_SWEEP", lifecycle.DefaultSweep), "how often the runner sweeps every employee with open work, repairing missed wake-ups (OFFBOARD_SWEEP)")
 	fs.StringVar(&c.pprof, "pprof", env("OFFBOARD_PPROF", ""), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (OFFBOARD_PPROF; off by default)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -201,7 +202,7 @@ func serve(args []string) error {
 	svc := lifecycle.NewService(store, conns, lifecycle.WithLogger(log), lifecycle.WithOwner(host+"-"+lifecycle.NewID()[:8]),
 		lifecycle.WithLeaseFor(c.leaseFor))
 	defer svc.Close()
-	runner := lifecycle.NewRunner(svc, lifecycle.WithWorkers(c.workers),
+	runner := lifecycle.NewRunner(svc, lifecycle.WithWorkers(c.workers), lifecycle.WithIntervals(lifecycle.DefaultPoll, c.sweep),
 		lifecycle.WithObserver(func(j *identity.Job, state string) { jobs.WithLabelValues(j.Action, state).Inc() }),
 		lifecycle.WithOnWaiting(conns.Waiting))
 	conns.SetWaker(runner.Wake)
