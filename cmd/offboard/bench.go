@@ -88,12 +88,14 @@ func runBench(args []string) error {
 
 	var summary *benchSummary
 	var err error
+	loadStart := machineLoad()
 	if scenario == "sync" {
 		summary, err = benchSync(ctx, c)
 	} else {
 		summary, err = benchStorm(ctx, c)
 	}
 	if summary != nil {
+		summary.Load = map[string]any{"start": loadStart, "end": machineLoad(), "benchCpuSeconds": round2(selfCPU())}
 		out, _ := json.MarshalIndent(summary, "", "  ")
 		fmt.Println(string(out))
 		if c.out != "" {
@@ -125,6 +127,34 @@ type benchSummary struct {
 	Setup          map[string]*bench.KindSummary `json:"setup,omitempty"`
 	Notes          []string                      `json:"notes,omitempty"`
 	Errors         int                           `json:"errors"`
+	// Load is what else ran on the machine: CPU pressure (share of time some task waited for a
+	// CPU, /proc/pressure/cpu) and load average at the start and end, and the bench's own CPU.
+	Load map[string]any `json:"machineLoad,omitempty"`
+}
+
+// machineLoad reads the machine's CPU pressure and load average.
+func machineLoad() map[string]string {
+	out := map[string]string{}
+	if b, err := os.ReadFile("/proc/pressure/cpu"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		out["cpuPressure"] = strings.TrimPrefix(line, "some ")
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) >= 3 {
+			out["loadavg"] = strings.Join(f[:3], " ")
+		}
+	}
+	return out
+}
+
+// selfCPU is this process's CPU time in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func machine() map[string]any {

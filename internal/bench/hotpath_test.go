@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -257,4 +258,31 @@ func TestRoundTripsPerRequestKind(t *testing.T) {
 			t.Errorf("%s: %.2f round trips per request, budget %.0f:%s", k.name, total, k.budget, breakdown(per))
 		}
 	}
+}
+
+// BenchmarkCreateConcurrently creates users from 8 goroutines, as an IdP's initial cycle at
+// concurrency 8 does; users/s is the throughput.
+func BenchmarkCreateConcurrently(b *testing.B) {
+	h := startHot(b)
+	h.create(b)
+	settle()
+	before := h.counter.Total()
+	b.ResetTimer()
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				h.create(b)
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "users/s")
+	settle()
+	b.ReportMetric(float64(h.counter.Total()-before)/float64(b.N), "roundtrips/op")
 }

@@ -18,14 +18,10 @@ import (
 // front is a MongoDB wire protocol front for FerretDB. It forwards every message unchanged,
 // except that it
 //
-//   - serializes the read-modify-write commands (update, findAndModify, delete): FerretDB 1.24's
-//     SQLite handler reads the matching documents and writes them back in separate steps, so two
-//     concurrent updates of one document could both apply to the same old version. Under the
-//     lock each command is atomic against other writers, as on MongoDB. A single-statement
-//     command whose filter names one string `_id` can only touch that document: it locks just
-//     the document (and shares its collection); any other such command locks its collection,
-//     and DDL its database. (A per-database lock made every write of the database wait for
-//     every other: 58 users/s in an Entra sync at concurrency 8, see BENCHMARKS.md);
+//   - serializes the read-modify-write commands (update, findAndModify, delete) and DDL per
+//     database: FerretDB 1.24's SQLite handler reads the matching documents and writes them back
+//     in separate steps, so two concurrent updates of one document could both apply to the same
+//     old version. Under the lock each command is atomic against other writers, as on MongoDB;
 //   - evaluates conditions beside a string `_id` itself: FerretDB pushes a filter down to SQLite
 //     only when it is exactly {_id: ...}; {_id: x, rev: 5} would decode every document of the
 //     collection. The front reads the one document by `_id`, checks the other conditions, and
@@ -37,7 +33,7 @@ type front struct {
 	log   *slog.Logger
 
 	mu    sync.Mutex
-	locks map[string]*dbLocks
+	locks map[string]*sync.Mutex
 
 	nextID atomic.Int32
 
@@ -50,7 +46,7 @@ type front struct {
 }
 
 func newFront(dial func(ctx context.Context) (net.Conn, error), onDDL func(context.Context, string), log *slog.Logger) *front {
-	f := &front{dial: dial, onDDL: onDDL, log: log, locks: map[string]*dbLocks{}, conns: map[net.Conn]struct{}{}}
+	f := &front{dial: dial, onDDL: onDDL, log: log, locks: map[string]*sync.Mutex{}, conns: map[net.Conn]struct{}{}}
 	f.nextID.Store(1 << 30)
 	return f
 }
@@ -127,107 +123,16 @@ func (f *front) serveConn(client net.Conn) {
 	}
 }
 
-// dbLocks are the write locks of one database: DDL excludes every write; a write of one
-// document shares its collection and excludes other writes of that document; any other write
-// excludes its whole collection.
-type dbLocks struct {
-	ddl sync.RWMutex
-	// write admits one write command of the database to FerretDB at a time: SQLite has one
-	// writer per file, and a second one waits in SQLite's busy handler, which sleeps 1 ms,
-	// 2 ms, 5 ms, ... before it retries (27 users/s in the sync instead of 58).
-	write sync.Mutex
-	mu    sync.Mutex
-	colls map[string]*sync.RWMutex
-	docs  map[string]*docLock
-}
-
-type docLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (f *front) db(name string) *dbLocks {
+func (f *front) lock(db string) func() {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	l, ok := f.locks[name]
+	l, ok := f.locks[db]
 	if !ok {
-		l = &dbLocks{colls: map[string]*sync.RWMutex{}, docs: map[string]*docLock{}}
-		f.locks[name] = l
+		l = &sync.Mutex{}
+		f.locks[db] = l
 	}
-	return l
-}
-
-// lockDDL locks a whole database.
-func (f *front) lockDDL(db string) func() {
-	l := f.db(db)
-	l.ddl.Lock()
-	return l.ddl.Unlock
-}
-
-// lockWrite locks what a write command can touch: the document with string `_id` id of
-// collection coll when id is set, else the whole collection.
-func (f *front) lockWrite(db, coll, id string) func() {
-	l := f.db(db)
-	l.ddl.RLock()
-	l.mu.Lock()
-	cl, ok := l.colls[coll]
-	if !ok {
-		cl = &sync.RWMutex{}
-		l.colls[coll] = cl
-	}
-	if id == "" {
-		l.mu.Unlock()
-		cl.Lock()
-		return func() { cl.Unlock(); l.ddl.RUnlock() }
-	}
-	key := coll + "\x00" + id
-	d, ok := l.docs[key]
-	if !ok {
-		d = &docLock{}
-		l.docs[key] = d
-	}
-	d.refs++
-	l.mu.Unlock()
-	cl.RLock()
-	d.mu.Lock()
-	return func() {
-		d.mu.Unlock()
-		cl.RUnlock()
-		l.mu.Lock()
-		if d.refs--; d.refs == 0 {
-			delete(l.docs, key)
-		}
-		l.mu.Unlock()
-		l.ddl.RUnlock()
-	}
-}
-
-// writeTarget names the collection a write command acts on and, if it is one statement whose
-// filter has a string `_id` equality, that `_id`.
-func writeTarget(p *parsedMsg, name string) (coll, id string) {
-	coll, _ = p.body.Lookup(commandName(p.body)).StringValueOK()
-	var filter bson.Raw
-	switch name {
-	case "findandmodify":
-		filter, _ = p.body.Lookup("query").DocumentOK()
-	default:
-		seq := "updates"
-		if name == "delete" {
-			seq = "deletes"
-		}
-		stmts, _ := statements(p, seq)
-		if len(stmts) != 1 {
-			return coll, ""
-		}
-		filter, _ = stmts[0].Lookup("q").DocumentOK()
-	}
-	if filter == nil {
-		return coll, ""
-	}
-	if v, _, ok := splitIDFilter(filter); ok {
-		id = v.StringValue()
-	}
-	return coll, id
+	f.mu.Unlock()
+	l.Lock()
+	return l.Unlock
 }
 
 // session is one client connection paired with its own backend connection; it handles one
@@ -248,17 +153,14 @@ func (s *session) handle(m message) ([]byte, error) {
 
 	switch name {
 	case "update", "findandmodify", "delete":
-		coll, id := writeTarget(p, name)
-		unlock := s.front.lockWrite(db, coll, id)
+		unlock := s.front.lock(db)
 		defer unlock()
 		if resp, handled, err := s.fastPath(m, p, name, db); handled || err != nil {
 			return resp, err
 		}
-		return s.forwardWrite(db, m.raw, expectsReply(m, p))
-	case "insert":
-		return s.forwardWrite(db, m.raw, expectsReply(m, p))
+		return s.forward(m.raw, expectsReply(m, p))
 	case "create", "createindexes", "drop", "dropdatabase", "dropindexes":
-		unlock := s.front.lockDDL(db)
+		unlock := s.front.lock(db)
 		defer unlock()
 		resp, err := s.forward(m.raw, expectsReply(m, p))
 		if err == nil && s.front.onDDL != nil {
@@ -276,14 +178,6 @@ func expectsReply(m message, p *parsedMsg) bool {
 		return p.flags&flagMoreToCome == 0
 	}
 	return m.opCode() == 2004
-}
-
-// forwardWrite forwards a write command while no other write of the database runs.
-func (s *session) forwardWrite(db string, raw []byte, reply bool) ([]byte, error) {
-	l := s.front.db(db)
-	l.write.Lock()
-	defer l.write.Unlock()
-	return s.forward(raw, reply)
 }
 
 func (s *session) forward(raw []byte, reply bool) ([]byte, error) {
@@ -402,7 +296,7 @@ func (s *session) fastPath(m message, p *parsedMsg, name, db string) (resp []byt
 		p.body = replaceFieldRaw(p.body, seqName, bson.TypeArray, arr)
 	}
 	raw := p.encode(m.requestID(), 0)
-	resp, err = s.forwardWrite(db, raw, true)
+	resp, err = s.forward(raw, true)
 	return resp, true, err
 }
 
