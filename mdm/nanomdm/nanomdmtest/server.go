@@ -205,7 +205,7 @@ func (s *Server) countEnqueue(api http.Handler, w http.ResponseWriter, r *http.R
 	rec := httptest.NewRecorder()
 	api.ServeHTTP(rec, r)
 	var res struct {
-		CommandError string                                 `json:"command_error"`
+		CommandError string                                   `json:"command_error"`
 		Status       map[string]struct{ CommandError string } `json:"status"`
 	}
 	_ = json.Unmarshal(rec.Body.Bytes(), &res)
