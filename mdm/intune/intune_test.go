@@ -14,7 +14,7 @@ import (
 	"github.com/offboard/offboard/mdm/mdmtest"
 )
 
-var jane = mdm.Person{ID: "emp-42", UserName: "jane.doe@example.com", ExternalID: "00u1abcd"}
+var jane = mdm.Person{ID: "emp-42", UserName: intunetest.JaneUPN, Email: intunetest.JaneUPN, ExternalID: intunetest.JaneObjectID}
 
 var janesDevices = []mdm.Device{
 	{ID: "705c034c-034c-705c-4c03-5c704c035c70", Platform: mdm.PlatformIOS, Ownership: mdm.OwnershipCompany},
@@ -54,9 +54,22 @@ func TestConformance(t *testing.T) {
 				Person:  jane,
 				Devices: janesDevices,
 				Tokens:  true,
+				Matches: []mdm.MatchAttribute{mdm.MatchUserName, mdm.MatchEmail, mdm.MatchExternalID},
+				Config: mustJSON(intune.Config{TenantID: intunetest.TenantID, ClientID: intunetest.ClientID,
+					ClientSecret: intunetest.ClientSecret, AppID: intunetest.AppID, GroupID: intunetest.GroupID, Mode: mode}),
+				Redact:  intune.Redact,
+				Secrets: []string{intunetest.ClientSecret, "expired~secret"},
 			})
 		})
 	}
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func TestFindDevices(t *testing.T) {

@@ -48,7 +48,20 @@ func TestConformance(t *testing.T) {
 		Person:  jane,
 		Devices: janesDevices,
 		Tokens:  true,
+		Matches: []mdm.MatchAttribute{mdm.MatchUserName, mdm.MatchEmail},
+		Config: mustJSON(jamf.Config{URL: "https://acme.jamfcloud.com", ClientID: jamftest.ClientID,
+			ClientSecret: jamftest.ClientSecret, AppID: jamftest.AppID, GroupID: jamftest.GroupID}),
+		Redact:  jamf.Redact,
+		Secrets: []string{jamftest.ClientSecret, "rotated-away-secret"},
 	})
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func TestFindDevices(t *testing.T) {

@@ -72,9 +72,21 @@ func TestConformance(t *testing.T) {
 				Person:  jane,
 				Devices: janesDevices,
 				Tokens:  v.tokens,
+				Matches: []mdm.MatchAttribute{mdm.MatchUserName, mdm.MatchEmail},
+				Config:  mustJSON(v.cfg(workspaceonetest.New(t), false)),
+				Redact:  workspaceone.Redact,
+				Secrets: []string{workspaceonetest.TenantCode, workspaceonetest.ClientSecret, workspaceonetest.Password, "not-the-secret", "wrong-password"},
 			})
 		})
 	}
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func TestFindDevices(t *testing.T) {

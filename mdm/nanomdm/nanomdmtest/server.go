@@ -205,8 +205,10 @@ func (s *Server) countEnqueue(api http.Handler, w http.ResponseWriter, r *http.R
 	rec := httptest.NewRecorder()
 	api.ServeHTTP(rec, r)
 	var res struct {
-		CommandError string                                   `json:"command_error"`
-		Status       map[string]struct{ CommandError string } `json:"status"`
+		CommandError string `json:"command_error"`
+		Status       map[string]struct {
+			CommandError string `json:"command_error"`
+		} `json:"status"`
 	}
 	_ = json.Unmarshal(rec.Body.Bytes(), &res)
 	if res.CommandError == "" {
