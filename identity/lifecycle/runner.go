@@ -112,6 +112,34 @@ func (r *Runner) Wake(tenant, employee string) {
 	}
 }
 
+// CommandReported is how a vendor's inbound result (a NanoMDM webhook) reaches the runner: the
+// employee's job waiting on command of connector becomes due now, instead of at its next
+// status poll, and the employee is processed. It never fails: if the update does not happen, the
+// poll picks the result up.
+func (r *Runner) CommandReported(tenant, employee, connector, command string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := r.store.UpdateEmployee(ctx, tenant, employee, func(x *identity.Employee) error {
+		now := r.svc.now().UTC()
+		due := false
+		for _, j := range x.Jobs {
+			if j.State == identity.JobWaiting && j.Connector == connector && j.Command != nil &&
+				j.Command.ID == command && now.Before(j.NextAt) {
+				j.NextAt, due = now, true
+			}
+		}
+		if !due {
+			return identity.ErrSkip
+		}
+		x.NextWakeAt = nextWake(x, now)
+		return r.store.MarkDue(ctx, tenant, employee, now)
+	})
+	if err != nil {
+		r.log.Warn("inbound command result left to the next poll", "employee", employee, "error", err)
+	}
+	r.Wake(tenant, employee)
+}
+
 // Run executes jobs until ctx ends, then waits for the jobs in flight.
 func (r *Runner) Run(ctx context.Context) {
 	defer r.wg.Wait()
