@@ -371,14 +371,13 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 	}
 	j = e.Jobs[jid]
 
-	callCtx, cancel := context.WithTimeout(ctx, r.svc.leaseFor/2)
-	res := r.execute(callCtx, e, j, polling)
-	cancel()
-
 	t, err := r.store.GetTenant(ctx, e.Tenant)
 	if err != nil {
 		return e, err
 	}
+	callCtx, cancel := context.WithTimeout(ctx, r.svc.leaseFor/2)
+	res := r.execute(callCtx, e, j, t.Policy, polling)
+	cancel()
 	out, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		j := x.Jobs[jid]
 		if j == nil || j.LeaseOwner != r.svc.owner || j.State != identity.JobRunning {
@@ -409,12 +408,13 @@ type result struct {
 	note    string
 }
 
-func (r *Runner) execute(ctx context.Context, e *identity.Employee, j *identity.Job, polling bool) result {
+func (r *Runner) execute(ctx context.Context, e *identity.Employee, j *identity.Job, p identity.Policy, polling bool) result {
 	conn, err := r.conns.Open(ctx, e.Tenant, j.Connector)
 	if err != nil {
 		return result{err: err}
 	}
 	person := personOf(e)
+	person.Match = mdm.MatchAttribute(p.DeviceMatch) // which attribute Finders look the person up by
 	req := mdm.Request{Key: j.Key, Action: mdm.Action(j.Action), Tenant: e.Tenant, Person: person,
 		WorkID: j.WorkID, Device: j.Device, Occurred: derefTime(e.Offboarded, j.Created)}
 
