@@ -114,8 +114,10 @@ func (r *Runner) Wake(tenant, employee string) {
 
 // CommandReported is how a vendor's inbound result (a NanoMDM webhook) reaches the runner: the
 // employee's job waiting on command of connector becomes due now, instead of at its next
-// status poll, and the employee is processed. It never fails: if the update does not happen, the
-// poll picks the result up.
+// status poll, and the employee is processed. A job being polled at that moment gets NextAt set
+// after its lease began, which tells record to poll again at once (the result may have come
+// too late for the call in flight). It never fails: if the update does not happen, the poll
+// picks the result up.
 func (r *Runner) CommandReported(tenant, employee, connector, command string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -123,8 +125,13 @@ func (r *Runner) CommandReported(tenant, employee, connector, command string) {
 		now := r.svc.now().UTC()
 		due := false
 		for _, j := range x.Jobs {
-			if j.State == identity.JobWaiting && j.Connector == connector && j.Command != nil &&
-				j.Command.ID == command && now.Before(j.NextAt) {
+			if j.Connector != connector || j.Command == nil || j.Command.ID != command {
+				continue
+			}
+			switch {
+			case j.State == identity.JobWaiting && now.Before(j.NextAt):
+				j.NextAt, due = now, true
+			case j.State == identity.JobRunning && !j.NextAt.After(j.Updated):
 				j.NextAt, due = now, true
 			}
 		}
@@ -256,12 +263,22 @@ func (r *Runner) Process(ctx context.Context, tenant, id string) error {
 		}
 	}
 	sort.Strings(ids)
-	for _, jid := range ids {
-		next, err := r.runJob(ctx, e, jid)
-		if err != nil {
-			return err
+	// The jobs go to different vendors: they run side by side, so that a vendor that hangs
+	// until the call times out delays no other connector's effect.
+	outs := make([]*identity.Employee, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, jid := range ids {
+		wg.Go(func() { outs[i], errs[i] = r.runJob(ctx, e, jid) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, out := range outs {
+		if out != nil && out.Rev > e.Rev {
+			e = out // the latest write of all
 		}
-		e = next
 	}
 	return r.reschedule(ctx, e, seen, marked)
 }
@@ -464,6 +481,8 @@ func (r *Runner) execute(ctx context.Context, e *identity.Employee, j *identity.
 
 // record stores the outcome of one attempt in the job (and, for a dispatch, the device jobs).
 func (r *Runner) record(e *identity.Employee, j *identity.Job, res result, p identity.Policy, now time.Time) {
+	// A result reported while the job ran (see CommandReported) is not lost to a long poll wait.
+	reported := j.State == identity.JobRunning && j.NextAt.After(j.Updated)
 	j.LeaseOwner, j.LeaseUntil, j.Updated = "", nil, now
 	err := res.err
 	switch {
@@ -522,6 +541,9 @@ func (r *Runner) record(e *identity.Employee, j *identity.Job, res result, p ide
 		j.State = identity.JobWaiting
 		wait := pollCommand << min(j.Attempts, 6)
 		j.NextAt = now.Add(min(wait, r.maxBackoff))
+		if reported {
+			j.NextAt = now
+		}
 		j.Attempts++
 	}
 }
