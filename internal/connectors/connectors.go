@@ -102,6 +102,10 @@ func New(store Store, keys *secretbox.Keyring, kinds map[string]Kind, client *ht
 	return m
 }
 
+// Limiters returns the process's rate and concurrency limiters, shared by every connector the
+// Manager opens (keyed by vendor account, see mdm.Limiters).
+func (m *Manager) Limiters() *mdm.Limiters { return m.limiters }
+
 // SetWaker connects the job runner for inbound results (lifecycle.Runner.CommandReported): it
 // is told which employee's job waits on the command a vendor reported on.
 func (m *Manager) SetWaker(w func(tenant, employee, connector, command string)) { m.wake = w }
