@@ -135,8 +135,7 @@ func TestABrokenConnectorIsShownUnhealthyAndBlocksNothing(t *testing.T) {
 		t.Errorf("SCIM took %s", took)
 	}
 	testenv.Eventually(t, 2*time.Second, "the webhook delivery", func() bool { return rc.deliveries() == 1 })
-	e := waitJob(t, acme, emp, identity.ActionWipeApp, "", identity.JobDone, 2*time.Second)
-	_ = e
+	waitJob(t, acme, emp, identity.ActionWipeApp, "", identity.JobDone, 2*time.Second)
 	if r := acme.SCIM("GET", "/Users/"+emp, nil); r.Status != http.StatusOK {
 		t.Fatalf("SCIM GET while the MDMs are broken: %d", r.Status)
 	}
@@ -144,8 +143,7 @@ func TestABrokenConnectorIsShownUnhealthyAndBlocksNothing(t *testing.T) {
 	if v.State != string(identity.StateOffboarded) {
 		t.Fatalf("state %s", v.State)
 	}
-	bad := v.Jobs
-	for _, j := range bad {
+	for _, j := range v.Jobs {
 		if j.Action == identity.ActionDiscover && j.State == identity.JobDone {
 			t.Errorf("a broken connector's dispatch is done: %+v", j)
 		}

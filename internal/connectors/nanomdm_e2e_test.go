@@ -205,3 +205,60 @@ func TestARetryAfterACrashSendsNoSecondRemoveApplication(t *testing.T) {
 		t.Fatalf("device received %v, want exactly one RemoveApplication", got)
 	}
 }
+
+func TestADeviceAnswerThatArrivesDuringAStatusPollIsNotLost(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Runner: []lifecycle.RunnerOption{slowPolls}})
+	acme := env.CreateTenant("acme", 5)
+	nano := nanomdmtest.New(t, nanomdmtest.Options{})
+	var dev atomic.Pointer[nanomdmtest.Device]
+	var emp atomic.Value
+	// While Offboard's poll still waits for NanoMDM to confirm the ManagedApplicationList it
+	// enqueued, the device fetches it and answers, and the answer reaches the job (running).
+	nano.Intercept(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			d := dev.Load()
+			if d != nil && strings.HasPrefix(r.URL.Path, "/v1/enqueue/") && slices.Contains(nano.Enqueued(d.UDID), "ManagedApplicationList") {
+				if cmd := d.Idle(); cmd != nil && cmd.Command.RequestType == "ManagedApplicationList" {
+					d.Answer(cmd, "Acknowledged", map[string]any{"ManagedApplicationList": map[string]any{}})
+					reached := func() bool {
+						e, err := env.Store.LoadEmployee(t.Context(), emp.Load().(string))
+						if err != nil {
+							return false
+						}
+						for _, j := range e.Jobs {
+							if j.Action == identity.ActionWipeApp && j.State == identity.JobRunning && j.NextAt.After(j.Updated) {
+								return true
+							}
+						}
+						return false
+					}
+					for deadline := time.Now().Add(5 * time.Second); !reached(); time.Sleep(10 * time.Millisecond) {
+						if time.Now().After(deadline) {
+							t.Error("the answer did not reach the running job")
+							break
+						}
+					}
+				}
+			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+		})
+	})
+	id, d := enrollAndAttach(t, acme, nano, "UDID-E2E-RACE")
+	emp.Store(id)
+	dev.Store(d)
+
+	deactivate(t, acme, id)
+	cmd := nextCommand(t, d, 5*time.Second)
+	if cmd.Command.RequestType != "RemoveApplication" {
+		t.Fatalf("device got %s", cmd.Command.RequestType)
+	}
+	waitJob(t, acme, id, identity.ActionWipeApp, d.UDID, identity.JobWaiting, 5*time.Second)
+	d.Answer(cmd, "Acknowledged", nil)
+	waitJob(t, acme, id, identity.ActionWipeApp, d.UDID, identity.JobDone, 5*time.Second)
+}
