@@ -61,6 +61,8 @@ func TestConnectorSecretsAreWriteOnly(t *testing.T) {
 			"clientSecret": "ws1-secret-0006", "tokenUrl": down + "/connect/token"}, []string{"ws1-api-key-0005", "ws1-secret-0006"}},
 		{"workspaceone", "ws1-basic", map[string]any{"url": down, "tenantCode": "ws1-api-key-0007", "auth": "basic",
 			"username": "svc-offboard", "password": "ws1-password-0008"}, []string{"ws1-api-key-0007", "ws1-password-0008"}},
+		{"threemawork", "threema", map[string]any{"url": down + "/api/v1", "apiKey": "threema-api-key-0009"},
+			[]string{"threema-api-key-0009"}},
 	}
 	var seen strings.Builder
 	keep := func(r testenv.Response) { seen.Write(r.Raw); seen.WriteByte('\n') }
