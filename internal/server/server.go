@@ -42,9 +42,10 @@ type Config struct {
 	MaxBody        int64 // default 1 MiB
 	MaxHeaderBytes int   // default 64 KiB
 	TrustedProxies []netip.Prefix
-	// TokenRate/TokenBurst limit each credential, IPRate/IPBurst each client address.
-	TokenRate, IPRate   float64
-	TokenBurst, IPBurst int
+	// TokenRate/TokenBurst limit each credential, IPRate/IPBurst each client address,
+	// LicenseRate/LicenseBurst the license checks of each license username (per second).
+	TokenRate, IPRate, LicenseRate    float64
+	TokenBurst, IPBurst, LicenseBurst int
 	// AllowInsecureIssuer permits http://127.0.0.1 OIDC issuers (development only).
 	AllowInsecureIssuer bool
 	// Ready reports whether the database answers (GET /readyz).
@@ -78,6 +79,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.IPRate <= 0 {
 		cfg.IPRate, cfg.IPBurst = 200, 400
+	}
+	if cfg.LicenseRate <= 0 {
+		cfg.LicenseRate, cfg.LicenseBurst = 1, 20
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
@@ -155,7 +159,7 @@ func (s *Server) routes() chi.Router {
 		r.Use(perIP.Middleware(ips.Key, jsonDeny))
 		r.Use(msgThrottle.Middleware(ips.Key, jsonDeny))
 		r.Use(bodylimit.Middleware(64<<10, jsonDeny, bodylimit.MaxHeaderBytes(s.cfg.MaxHeaderBytes)))
-		s.messengerRoutes(r)
+		s.messengerRoutes(r, jsonDeny)
 	})
 
 	r.Route("/hooks", func(r chi.Router) {

@@ -58,6 +58,12 @@ type Options struct {
 	Server func(*server.Config)
 	// Runner adds runner options.
 	Runner []lifecycle.RunnerOption
+	// Service adds lifecycle service options (after the test defaults).
+	Service []lifecycle.Option
+	// Keys, if set, is the secret keyring (key rotation tests); otherwise a random key.
+	Keys *secretbox.Keyring
+	// Log, if set, receives every log line of the server, service, runner and connectors.
+	Log *slog.Logger
 }
 
 // Clock is a settable clock, safe for concurrent use.
@@ -98,20 +104,27 @@ func Start(t testing.TB, opt ...Options) *Env {
 	if store == nil {
 		store = testdb.New(t, mongostore.WithClock(now))
 	}
-	var key [32]byte
-	_, _ = rand.Read(key[:])
-	keys, err := secretbox.ParseKeys(base64.StdEncoding.EncodeToString(key[:]))
-	if err != nil {
-		t.Fatal(err)
+	keys := o.Keys
+	if keys == nil {
+		var key [32]byte
+		_, _ = rand.Read(key[:])
+		var err error
+		if keys, err = secretbox.ParseKeys(base64.StdEncoding.EncodeToString(key[:])); err != nil {
+			t.Fatal(err)
+		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("OFFBOARD_TEST_LOG") != "" {
+	switch {
+	case o.Log != nil:
+		log = o.Log
+	case os.Getenv("OFFBOARD_TEST_LOG") != "":
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	client := &http.Client{Timeout: 20 * time.Second}
 	conns := connectors.New(store, keys, builtin.Kinds(), client, log)
-	svc := lifecycle.NewService(store, conns, lifecycle.WithClock(now), lifecycle.WithLogger(log),
-		lifecycle.WithHasher(lifecycle.BcryptHasher{Cost: 4}))
+	sopts := append([]lifecycle.Option{lifecycle.WithClock(now), lifecycle.WithLogger(log),
+		lifecycle.WithHasher(lifecycle.BcryptHasher{Cost: 4})}, o.Service...)
+	svc := lifecycle.NewService(store, conns, sopts...)
 	ropts := append([]lifecycle.RunnerOption{
 		lifecycle.WithIntervals(50*time.Millisecond, time.Second),
 		lifecycle.WithBackoff(100*time.Millisecond, 2*time.Second, 5),
