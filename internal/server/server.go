@@ -113,7 +113,8 @@ func (s *Server) routes() chi.Router {
 
 	// SCIM: per-IP limit, failed-auth throttle per IP and tenant (IdPs share cloud egress
 	// addresses: one tenant's stale token must not lock out the others), authentication,
-	// per-credential limit, body limit.
+	// per-credential limit, body limit (buffered, so chunked bodies get 413 too), filter and
+	// PATCH limits.
 	scimDeny := func(w http.ResponseWriter, _ *http.Request, status int) {
 		scim.WriteError(w, status, "", http.StatusText(status)+".")
 	}
@@ -130,7 +131,8 @@ func (s *Server) routes() chi.Router {
 		}, scimDeny))
 		r.Use(s.auth.scimMiddleware)
 		r.Use(s.auth.perCredential(scimDeny))
-		r.Use(bodylimit.Middleware(s.cfg.MaxBody, scimDeny, bodylimit.MaxHeaderBytes(s.cfg.MaxHeaderBytes)))
+		r.Use(bodylimit.Middleware(s.cfg.MaxBody, scimDeny, bodylimit.MaxHeaderBytes(s.cfg.MaxHeaderBytes), bodylimit.Buffer()))
+		r.Use(scimGuard)
 		h := func(w http.ResponseWriter, req *http.Request) {
 			prefix := "/scim/v2/" + chi.URLParam(req, "tenant")
 			http.StripPrefix(prefix, scimHandler).ServeHTTP(w, req)
