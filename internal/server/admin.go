@@ -301,7 +301,7 @@ func (s *Server) putOIDC(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	oc := &identity.OIDCConfig{Issuer: cfg.Issuer, Audience: cfg.Audience, Claims: cfg.Claims, DiscoveryURL: cfg.DiscoveryURL}
+	oc := identity.NewOIDCConfig(cfg.Issuer, cfg.Audience, cfg.DiscoveryURL, cfg.Claims)
 	before := tenantOf(r)
 	t, err := s.cfg.Store.UpdateTenant(r.Context(), before.ID, func(t *identity.Tenant) error { t.OIDC = oc; return nil })
 	if err != nil {

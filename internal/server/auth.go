@@ -112,7 +112,7 @@ func (a *authn) scimMiddleware(next http.Handler) http.Handler {
 				return
 			}
 			claims, err := a.cfg.OIDC.Verify(r.Context(), oidcauth.Config{
-				Issuer: t.OIDC.Issuer, Audience: t.OIDC.Audience, Claims: t.OIDC.Claims, DiscoveryURL: t.OIDC.DiscoveryURL,
+				Issuer: t.OIDC.Issuer, Audience: t.OIDC.Audience, Claims: t.OIDC.ClaimMap(), DiscoveryURL: t.OIDC.DiscoveryURL,
 			}, raw)
 			if err != nil {
 				// oidcauth errors never contain the token; an unreachable issuer is the

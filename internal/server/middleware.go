@@ -3,11 +3,15 @@ package server
 import (
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/offboard/offboard/scim"
 )
 
 // httpMetrics are the HTTP request metrics.
@@ -87,7 +91,8 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 	})
 }
 
-// recoverer turns a panic into a 500 without internals, and logs it.
+// recoverer turns a panic into a 500 without internals (in the SCIM error format on the SCIM
+// API), and logs it with its stack.
 func (s *Server) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
@@ -95,7 +100,11 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.cfg.Log.Error("handler panicked", "panic", v, "route", r.URL.Path)
+				s.cfg.Log.Error("handler panicked", "panic", v, "route", r.URL.Path, "stack", string(debug.Stack()))
+				if strings.HasPrefix(r.URL.Path, "/scim/") {
+					scim.WriteError(w, http.StatusInternalServerError, "", "Internal error.")
+					return
+				}
 				writeError(w, http.StatusInternalServerError, "internal error")
 			}
 		}()

@@ -275,3 +275,7 @@ func TestConnectorsSurviveAKeyRotation(t *testing.T) {
 		}
 	})
 }
+
+func newJSONLogger(sink *logSink) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
