@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/offboard/offboard/identity/lifecycle"
 	"github.com/offboard/offboard/internal/testenv"
 )
 
@@ -485,4 +487,47 @@ func TestTenantAsMessengerTokenAndHooksLearnNothingOfTenantB(t *testing.T) {
 		}
 	})
 	w.unchanged(t)
+}
+
+// countingHasher counts password comparisons.
+type countingHasher struct {
+	lifecycle.BcryptHasher
+	compares atomic.Int64
+}
+
+func (h *countingHasher) Compare(hash, p string) bool {
+	h.compares.Add(1)
+	return h.BcryptHasher.Compare(hash, p)
+}
+
+func TestTheLicenseCheckCostsTheSameForEveryRefusal(t *testing.T) {
+	h := &countingHasher{BcryptHasher: lifecycle.BcryptHasher{Cost: 4}}
+	env := testenv.Start(t, testenv.Options{Service: []lifecycle.Option{lifecycle.WithHasher(h)}})
+	beta := env.CreateTenant("beta", 10)
+	live := mustCreate(t, beta, "live@beta.com", "live")
+	user, pass := credentials(t, beta, live)
+	gone := mustCreate(t, beta, "gone@beta.com", "gone")
+	goneUser, _ := credentials(t, beta, gone)
+	if r := patchActive(beta, gone, false); r.Status != 200 {
+		t.Fatalf("offboard: %d", r.Status)
+	}
+	for _, c := range []struct{ name, user, pass string }{
+		{"a live ID with a wrong password", user, pass + "x"},
+		{"an offboarded ID", goneUser, "whatever-password"},
+		{"a never issued ID", "ZZZZZZZZ", "whatever-password"},
+		{"a malformed ID", "not-an-id", "whatever-password"},
+	} {
+		t.Run(c.name+" costs exactly one password comparison", func(t *testing.T) {
+			before := h.compares.Load()
+			if code, _ := check(env, c.user, c.pass); code != 401 {
+				t.Fatalf("status %d", code)
+			}
+			if n := h.compares.Load() - before; n != 1 {
+				t.Fatalf("%d comparisons: the refusal's timing tells this case apart", n)
+			}
+		})
+	}
+	if code, _ := check(env, user, pass); code != 200 {
+		t.Fatalf("the right password: %d", code)
+	}
 }

@@ -256,6 +256,19 @@ func TestSCIMAcceptsOnlyTheTenantsOwnIdPTokens(t *testing.T) {
 			t.Fatalf("mismatched discovery: %d %s", r.Status, r.Raw)
 		}
 	})
+	t.Run("a failed probe does not tell the tenant about the deployment's network", func(t *testing.T) {
+		for _, iss := range []string{"http://127.0.0.1:1", "https://offboard-test.invalid/tid"} {
+			r := beta.Admin("PUT", "/oidc", map[string]any{"issuer": iss, "audience": "x"})
+			if r.Status != 400 || !strings.Contains(string(r.Raw), "could not connect to") {
+				t.Fatalf("%s: %d %s", iss, r.Status, r.Raw)
+			}
+			for _, leak := range []string{"dial", "lookup", "refused", ":53", "no such host", "tcp"} {
+				if strings.Contains(string(r.Raw), leak) {
+					t.Errorf("%s: the answer shows %q: %s", iss, leak, r.Raw)
+				}
+			}
+		}
+	})
 	t.Run("OIDC configuration is validated strictly", func(t *testing.T) {
 		for _, body := range []any{
 			map[string]any{"issuer": idpA.url(), "audiance": "x"},

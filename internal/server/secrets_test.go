@@ -279,3 +279,20 @@ func TestConnectorsSurviveAKeyRotation(t *testing.T) {
 func newJSONLogger(sink *logSink) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+func TestAnswersAreNeitherCachedNorSniffed(t *testing.T) {
+	env := testenv.Start(t)
+	acme := env.CreateTenant("acme", 10)
+	id := mustCreate(t, acme, "cache@acme.com", "c")
+	for name, r := range map[string]testenv.Response{
+		"SCIM user":   acme.SCIM("GET", "/Users/"+id, nil),
+		"SCIM list":   acme.SCIM("GET", "/Users", nil),
+		"SCIM error":  acme.SCIM("GET", "/Users/nope", nil),
+		"credentials": acme.Admin("POST", "/employees/"+id+"/credentials", nil),
+		"tokens":      acme.Admin("GET", "/tokens", nil),
+	} {
+		if r.Header.Get("Cache-Control") != "no-store" || r.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: Cache-Control %q, X-Content-Type-Options %q", name, r.Header.Get("Cache-Control"), r.Header.Get("X-Content-Type-Options"))
+		}
+	}
+}

@@ -52,6 +52,14 @@ type Config struct {
 	Ready func(ctx context.Context) error
 }
 
+// Defaults of the license-check limit per license username: an app checks its license at
+// start-up, so a burst of 20 and one a second is far above any real device, while each check
+// costs a bcrypt comparison on the server.
+const (
+	DefaultLicenseRate  = 1.0
+	DefaultLicenseBurst = 20
+)
+
 // Server is the assembled HTTP handler.
 type Server struct {
 	cfg     Config
@@ -75,13 +83,13 @@ func New(cfg Config) *Server {
 		cfg.MaxHeaderBytes = 64 << 10
 	}
 	if cfg.TokenRate <= 0 {
-		cfg.TokenRate, cfg.TokenBurst = 50, 100
+		cfg.TokenRate, cfg.TokenBurst = ratelimit.DefaultTokenRate, ratelimit.DefaultTokenBurst
 	}
 	if cfg.IPRate <= 0 {
-		cfg.IPRate, cfg.IPBurst = 200, 400
+		cfg.IPRate, cfg.IPBurst = ratelimit.DefaultIPRate, ratelimit.DefaultIPBurst
 	}
 	if cfg.LicenseRate <= 0 {
-		cfg.LicenseRate, cfg.LicenseBurst = 1, 20
+		cfg.LicenseRate, cfg.LicenseBurst = DefaultLicenseRate, DefaultLicenseBurst
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
@@ -101,7 +109,7 @@ func (s *Server) SCIMBaseURL(tenant string) string { return s.cfg.PublicURL + "/
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, s.logRequests)
+	r.Use(s.recoverer, s.logRequests, secureHeaders)
 	ips := ratelimit.NewIPResolver(s.cfg.TrustedProxies...)
 	perIP := ratelimit.New(s.cfg.IPRate, s.cfg.IPBurst)
 
