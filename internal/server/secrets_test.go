@@ -70,6 +70,7 @@ func rawDatabase(t *testing.T, store *mongostore.Store) string {
 func secretConnectors(webhookURL string) []map[string]any {
 	return []map[string]any{
 		{"type": "webhook", "name": "hr", "config": map[string]any{"url": webhookURL, "secret": "SECRET-webhook-hmac-0123456789"}},
+		{"type": "webhook", "name": "fn", "config": map[string]any{"url": "https://svc:SECRET-basic@127.0.0.1:1/api/hook?code=SECRET-fnkey", "secret": "SECRET-webhook-hmac-0123456789"}},
 		{"type": "nanomdm", "name": "apple", "config": map[string]any{"url": "http://127.0.0.1:9", "apiKey": "SECRET-nanomdm-apikey", "appBundleId": "ch.threema.work.iapp"}},
 		{"type": "intune", "name": "intune", "config": map[string]any{"tenantId": "contoso.onmicrosoft.com", "clientId": "11111111-2222-3333-4444-555555555555",
 			"clientSecret": "SECRET-intune-client", "appId": "11111111-2222-3333-4444-666666666666", "groupId": "11111111-2222-3333-4444-777777777777"}},
