@@ -141,7 +141,7 @@ func ignoreNotFound(err error) error {
 // failed answers an authentication failure: 401, or 503 when the store could not be asked.
 func (a *authn) failed(w http.ResponseWriter, r *http.Request, err error, scimAPI bool) {
 	if err != nil && !errors.Is(err, errUnauthorized) {
-		a.cfg.Log.Warn("authentication unavailable", "route", r.URL.Path, "error", err)
+		a.cfg.Log.Warn("authentication unavailable", "route", routePattern(r), "error", err)
 		if scimAPI {
 			scim.WriteError(w, http.StatusServiceUnavailable, "", "The service is temporarily unavailable; retry later.")
 		} else {

@@ -81,7 +81,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		route := chi.RouteContext(r.Context()).RoutePattern()
+		route := routePattern(r)
 		level := slog.LevelDebug
 		if sw.status >= 500 {
 			level = slog.LevelWarn
@@ -100,7 +100,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.cfg.Log.Error("handler panicked", "panic", v, "route", r.URL.Path, "stack", string(debug.Stack()))
+				s.cfg.Log.Error("handler panicked", "panic", v, "route", routePattern(r), "stack", string(debug.Stack()))
 				if strings.HasPrefix(r.URL.Path, "/scim/") {
 					scim.WriteError(w, http.StatusInternalServerError, "", "Internal error.")
 					return
@@ -121,4 +121,13 @@ func secureHeaders(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// routePattern is the matched route ("/hooks/{type}/{connector}/{secret}"), which is what logs
+// name: a request's path can carry ids and hook secrets.
+func routePattern(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		return rc.RoutePattern()
+	}
+	return ""
 }
