@@ -20,11 +20,10 @@ import (
 
 	"github.com/offboard/offboard/internal/connectors"
 	"github.com/offboard/offboard/internal/connectors/builtin"
+	"github.com/offboard/offboard/internal/embedded"
+	"github.com/offboard/offboard/internal/mongostore"
 	"github.com/offboard/offboard/internal/secretbox"
-	"github.com/offboard/offboard/internal/testdb"
 )
-
-func TestMain(m *testing.M) { testdb.Main(m) }
 
 // syncBuffer is a log sink safe for concurrent writers.
 type syncBuffer struct {
@@ -119,7 +118,20 @@ func TestTheDefaultSecretKeyFileIsGeneratedPrivateAndAnnounced(t *testing.T) {
 
 func TestKeysRewrapMovesEveryConnectorToTheCurrentKey(t *testing.T) {
 	ctx := context.Background()
-	store := testdb.New(t)
+	// A database of its own (this package's TestMain belongs to the fault tests).
+	db, err := embedded.Start(ctx, embedded.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	store, err := mongostore.Connect(ctx, db.URI(), "rewrap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close(ctx) })
+	if err := store.EnsureSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
 	k1, k2 := secretbox.GenerateKey(), secretbox.GenerateKey()
 	ring := func(s string) *secretbox.Keyring {
 		kr, err := secretbox.ParseKeys(s)
@@ -163,7 +175,7 @@ func TestKeysRewrapMovesEveryConnectorToTheCurrentKey(t *testing.T) {
 		t.Fatalf("before rotation the envelopes should all be under K1 (%s)", kid1)
 	}
 
-	flags := []string{"rewrap", "--mongo-uri", testdb.URI(t), "--database", store.Database().Name(), "--data", t.TempDir()}
+	flags := []string{"rewrap", "--mongo-uri", db.URI(), "--database", store.Database().Name(), "--data", t.TempDir()}
 	t.Setenv(secretbox.EnvKey, k2+","+k1)
 	if err := keys(flags); err != nil {
 		t.Fatalf("offboard keys rewrap: %v", err)
