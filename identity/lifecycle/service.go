@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/offboard/offboard/identity"
@@ -31,6 +32,10 @@ type Service struct {
 	wake      func(tenant, employee string)
 	hasher    Hasher
 	forget    *forgetter
+	decoy     struct {
+		once sync.Once
+		hash string
+	}
 }
 
 // Option configures a Service.

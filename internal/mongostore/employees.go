@@ -102,7 +102,7 @@ func (s *Store) InsertEmployee(ctx context.Context, e *identity.Employee) error 
 	if err := s.addExternalID(ctx, e.Tenant, e.ExternalID, e.ID); err != nil {
 		return err
 	}
-	_, err := s.c(colEmployees).InsertOne(ctx, e)
+	_, err := s.c(colEmployees).InsertOne(ctx, stored(e))
 	if mongo.IsDuplicateKeyError(err) {
 		// Another employee holds the name although our claim succeeded (a claim taken over from
 		// a create that did finish): point the key back at the real holder.
@@ -136,8 +136,16 @@ func decodeEmployee(raw bson.Raw) (*identity.Employee, error) {
 	if err := bson.Unmarshal(raw, &e); err != nil {
 		return nil, fmt.Errorf("decode employee: %w", err)
 	}
-	e.Resource = Plain(e.Resource)
+	e.Resource = unescapeDocument(Plain(e.Resource))
 	return &e, nil
+}
+
+// stored is the form of an employee written to the database: its SCIM resource, whose field
+// names the client chose, with those names escaped (see FieldName).
+func stored(e *identity.Employee) *identity.Employee {
+	doc := *e
+	doc.Resource = escapeDocument(e.Resource)
+	return &doc
 }
 
 // GetEmployee reads a tenant's employee; another tenant's or a deleted one is ErrNotFound.
@@ -234,7 +242,7 @@ func (s *Store) UpdateEmployee(ctx context.Context, tenant, id string, fn func(*
 				return nil, err
 			}
 		}
-		res, err := s.c(colEmployees).ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "rev", Value: cur.Rev}}, next)
+		res, err := s.c(colEmployees).ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "rev", Value: cur.Rev}}, stored(next))
 		if err != nil || res.MatchedCount == 0 {
 			if claimed {
 				_ = s.ReleaseUserName(ctx, tenant, next.UserNameKey, id)

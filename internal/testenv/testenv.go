@@ -67,6 +67,9 @@ type Options struct {
 	Log io.Writer
 	// Keys, if set, seal connector secrets instead of a fresh key (restarts on the same data).
 	Keys *secretbox.Keyring
+	// Logger, if set, receives every log line of the server, service, runner and connectors
+	// (instead of Log).
+	Logger *slog.Logger
 }
 
 // Clock is a settable clock, safe for concurrent use.
@@ -126,6 +129,9 @@ func Start(t testing.TB, opt ...Options) *Env {
 	log := slog.New(slog.DiscardHandler)
 	if len(logTo) > 0 {
 		log = slog.New(slog.NewTextHandler(io.MultiWriter(logTo...), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if o.Logger != nil {
+		log = o.Logger
 	}
 	client := &http.Client{Timeout: 20 * time.Second}
 	connClient := client

@@ -87,8 +87,51 @@ func Open(cfg json.RawMessage, deps mdm.Deps) (mdm.Connector, error) {
 	return c.Open(deps)
 }
 
-// Redact returns cfg without the secret, for showing a configuration to an administrator.
-func Redact(cfg json.RawMessage) json.RawMessage { return mdm.RedactFields(cfg, "secret") }
+// Redact returns cfg without the secret, for showing a configuration to an administrator. The
+// URL stays recognisable, but its user info and query values, which may carry a receiver's own
+// credentials (basic auth, an Azure Functions ?code=), are replaced.
+func Redact(cfg json.RawMessage) json.RawMessage {
+	out := mdm.RedactFields(cfg, "secret")
+	var m map[string]json.RawMessage
+	if json.Unmarshal(out, &m) != nil {
+		return json.RawMessage(`{}`)
+	}
+	for k, v := range m {
+		if !strings.EqualFold(k, "url") {
+			continue
+		}
+		var raw string
+		if json.Unmarshal(v, &raw) != nil {
+			delete(m, k)
+			continue
+		}
+		m[k], _ = json.Marshal(redactURL(raw))
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return json.RawMessage(`{}`)
+	}
+	return b
+}
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(not a URL)"
+	}
+	if u.User != nil {
+		u.User = url.User("redacted")
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"redacted"}
+		}
+		u.RawQuery = q.Encode()
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
+}
 
 // Open validates c and returns the connector.
 func (c Config) Open(deps mdm.Deps) (*Connector, error) {

@@ -287,4 +287,10 @@ func TestConfig(t *testing.T) {
 			t.Fatalf("Redact = %s", got)
 		}
 	})
+	t.Run("credentials in the URL are redacted", func(t *testing.T) {
+		got := string(webhook.Redact(json.RawMessage(`{"URL":"https://svc:pa55@fn.example.net/api/hook?code=fnkey123&x=1#frag","secret":"0123456789abcdef"}`)))
+		if strings.Contains(got, "pa55") || strings.Contains(got, "fnkey123") || strings.Contains(got, "frag") || !strings.Contains(got, "fn.example.net/api/hook") {
+			t.Fatalf("Redact = %s", got)
+		}
+	})
 }
