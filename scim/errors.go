@@ -45,6 +45,10 @@ func scimError(log *slog.Logger, err error) error {
 	if errors.As(err, &se) {
 		return se
 	}
+	var fe *filterError
+	if errors.As(err, &fe) {
+		return scimerrors.ScimError{Status: http.StatusBadRequest, ScimType: scimerrors.ScimTypeInvalidFilter, Detail: fe.msg}
+	}
 	switch {
 	case errors.Is(err, identity.ErrNotFound):
 		return scimerrors.ScimError{Status: http.StatusNotFound, Detail: "Resource not found."}
@@ -79,6 +83,10 @@ func publicDetail(err error) string {
 	var pe *publicError
 	if errors.As(err, &pe) {
 		return pe.msg
+	}
+	var pd interface{ PublicDetail() string }
+	if errors.As(err, &pd) {
+		return pd.PublicDetail()
 	}
 	return "A value was missing or not compatible with the attribute's type."
 }
