@@ -6,10 +6,10 @@ import "errors"
 // statuses in exactly one table each.
 var (
 	ErrNotFound     = errors.New("not found")
-	ErrConflict     = errors.New("conflict")            // uniqueness violated
+	ErrConflict     = errors.New("conflict")          // uniqueness violated
 	ErrPrecondition = errors.New("precondition failed") // version (ETag) mismatch
-	ErrInvalid      = errors.New("invalid")             // bad input the client can fix
-	ErrUnavailable  = errors.New("store unavailable")   // database down or timing out
+	ErrInvalid      = errors.New("invalid")           // bad input the client can fix
+	ErrUnavailable  = errors.New("store unavailable")  // database down or timing out
 	ErrUnauthorized = errors.New("unauthorized")
 	ErrForbidden    = errors.New("forbidden")
 	// ErrRetry means a compare-and-swap lost a race; the caller re-reads and re-applies.

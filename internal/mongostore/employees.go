@@ -28,7 +28,7 @@ type keyDoc struct {
 	At   time.Time `bson:"at"`
 }
 
-func userNameKeyID(tenant, key string) string   { return "u|" + tenant + "|" + key }
+func userNameKeyID(tenant, key string) string { return "u|" + tenant + "|" + key }
 func externalIDKeyID(tenant, ext string) string { return "x|" + tenant + "|" + ext }
 
 // ClaimUserName reserves a case-folded userName of a tenant for employee id before the
