@@ -239,8 +239,10 @@ func userWire(e *identity.Employee, base string, groupName func(id string) (stri
 	if e.ExternalID != "" {
 		attrs["externalId"] = e.ExternalID
 	}
-	if len(e.Groups) > 0 {
-		groups := make([]any, 0, len(e.Groups))
+	// Always present (Okta's create example expects "groups": []): read-only, derived from
+	// the groups the user is a member of.
+	groups := make([]any, 0, len(e.Groups))
+	{
 		for _, g := range e.Groups {
 			name, ok := groupName(g.ID)
 			if !ok {
@@ -252,10 +254,8 @@ func userWire(e *identity.Employee, base string, groupName func(id string) (stri
 			}
 			groups = append(groups, m)
 		}
-		if len(groups) > 0 {
-			attrs["groups"] = groups
-		}
 	}
+	attrs["groups"] = groups
 	schemas := []any{UserSchema}
 	for _, x := range userSchema.extensions {
 		if _, ok := attrs[x.ID]; ok {

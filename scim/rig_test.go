@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,15 @@ func (r *rig) addTenant() string {
 		r.t.Fatal(err)
 	}
 	return id
+}
+
+// forTenant returns the rig for a new tenant of the same store and handler, bound to t (a
+// subtest): a test's database, one tenant per case.
+func (r *rig) forTenant(t testing.TB) *rig {
+	c := *r
+	c.t = t
+	c.tenant = r.addTenant()
+	return &c
 }
 
 // base is the tenant's SCIM base URL.
@@ -193,21 +203,29 @@ func (r *rig) createGroup(name string, members ...string) string {
 
 func str(v any) string { s, _ := v.(string); return s }
 
-// get follows a dotted path through a decoded body ("meta.version", "Resources.0.id").
+// get follows a dotted path through a decoded body ("meta.version", "Resources.0.id"); keys
+// containing dots (extension URNs) match as a whole.
 func get(v any, path string) any {
-	for _, p := range strings.Split(path, ".") {
+	for path != "" {
 		switch x := v.(type) {
 		case map[string]any:
-			v = x[p]
-		case []any:
-			i := 0
-			for _, c := range p {
-				i = i*10 + int(c-'0')
+			found := false
+			for k, e := range x {
+				if path == k || strings.HasPrefix(path, k+".") {
+					v, path, found = e, strings.TrimPrefix(strings.TrimPrefix(path, k), "."), true
+					break
+				}
 			}
-			if i >= len(x) {
+			if !found {
 				return nil
 			}
-			v = x[i]
+		case []any:
+			head, rest, _ := strings.Cut(path, ".")
+			i, err := strconv.Atoi(head)
+			if err != nil || i >= len(x) {
+				return nil
+			}
+			v, path = x[i], rest
 		default:
 			return nil
 		}
