@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	scimerrors "github.com/elimity-com/scim/errors"
 
@@ -35,6 +36,17 @@ func WriteError(w http.ResponseWriter, status int, scimType, detail string) {
 	_ = json.NewEncoder(w).Encode(errorBody{
 		Schemas: []string{ErrorSchema}, Status: strconv.Itoa(status), ScimType: scimType, Detail: detail,
 	})
+}
+
+// WriteRateLimited writes 429 with Retry-After in whole seconds (rounded up, at least 1):
+// Okta honours only integer seconds and falls back to 5 minutes for an HTTP-date.
+func WriteRateLimited(w http.ResponseWriter, retryAfter time.Duration) {
+	secs := int64((retryAfter + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	WriteError(w, http.StatusTooManyRequests, "", "Too many requests; retry after "+strconv.FormatInt(secs, 10)+" seconds.")
 }
 
 // scimError maps a domain error to the SCIM error the library renders. This is the one table
