@@ -254,7 +254,7 @@ func TestNastyInputs(t *testing.T) {
 			for f, want := range map[string]int{
 				`name.familyName eq "Employee" and (emails.value co "example.com" or emails.value co "example.org")`: 2,
 				`name.familyName eq "Other" or title eq "B" and name.familyName eq "Employee"`:                       2,
-				`(name.familyName eq "Other" or title eq "B") and emails.value co "org"`:                            2,
+				`(name.familyName eq "Other" or title eq "B") and emails.value co "org"`:                             2,
 				`not (title eq "A")`: 1,
 				`not (not (title eq "A") and not (name.familyName eq "Other"))`: 2,
 				`((((title eq "A"))))`: 2,
@@ -281,13 +281,13 @@ func TestNastyInputs(t *testing.T) {
 			r.createUser("vp1@x", map[string]any{"emails": []any{map[string]any{"type": "work", "value": "u@x"}, map[string]any{"type": "home", "value": "h@y"}}})
 			r.createUser("vp2@x", map[string]any{"emails": []any{map[string]any{"type": "home", "value": "u@x"}, map[string]any{"type": "work", "value": "w@y"}}})
 			for f, want := range map[string]int{
-				`emails[type eq "work" and value co "@x"]`:               1,
-				`emails[type eq "work"].value eq "u@x"`:                  1,
-				`emails[type eq "work"].value eq "U@X"`:                  1,
-				`emails.type eq "work" and emails.value eq "u@x"`:        2,
-				`emails[type eq "work" or value eq "nobody"]`:            2,
-				`not (emails[type eq "work" and value co "@x"])`:         1,
-				`emails[not (type eq "work")]`:                           2,
+				`emails[type eq "work" and value co "@x"]`:                  1,
+				`emails[type eq "work"].value eq "u@x"`:                     1,
+				`emails[type eq "work"].value eq "U@X"`:                     1,
+				`emails.type eq "work" and emails.value eq "u@x"`:           2,
+				`emails[type eq "work" or value eq "nobody"]`:               2,
+				`not (emails[type eq "work" and value co "@x"])`:            1,
+				`emails[not (type eq "work")]`:                              2,
 				`emails[type eq "home" and value co "@y" and value sw "h"]`: 1,
 			} {
 				if n := r.total(f); n != want {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -58,7 +59,12 @@ func newTenantID() string {
 
 func newRig(t testing.TB, opts ...func(*scim.Config)) *rig {
 	t.Helper()
-	store := testdb.New(t)
+	return newRigOn(t, testdb.New(t), opts...)
+}
+
+// newRigOn is newRig on a given store.
+func newRigOn(t testing.TB, store *mongostore.Store, opts ...func(*scim.Config)) *rig {
+	t.Helper()
 	r := &rig{t: t, store: store}
 	r.tenant = r.addTenant()
 	r.svc = lifecycle.NewService(store, noConnectors{}, lifecycle.WithHasher(fastHasher{}))
@@ -165,7 +171,60 @@ func (r *rig) do(method, path string, body any, headers ...string) response {
 			r.t.Fatalf("%s %s: %d, body is not a JSON object: %q", method, path, resp.StatusCode, raw)
 		}
 	}
+	if err := rfcShaped(out); err != nil {
+		r.t.Fatalf("%s %s: not an RFC 7644 answer: %v: %d %s", method, path, err, out.status, raw)
+	}
 	return out
+}
+
+// rfcShaped checks what every SCIM answer must look like, whatever the request: the SCIM
+// media type on every body, RFC 7644 §3.12 error bodies (status as a string), list responses
+// with integer counts that agree with the page, ETag = meta.version, Location on 201.
+func rfcShaped(resp response) error {
+	if len(resp.raw) == 0 {
+		if resp.status != http.StatusNoContent && resp.status != http.StatusNotModified {
+			return fmt.Errorf("empty body with status %d", resp.status)
+		}
+		return nil
+	}
+	if ct := resp.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/scim+json") {
+		return fmt.Errorf("Content-Type %q", ct)
+	}
+	b := resp.body
+	if resp.status >= 400 {
+		if get(b, "schemas.0") != "urn:ietf:params:scim:api:messages:2.0:Error" {
+			return fmt.Errorf("error without the Error schema")
+		}
+		if s, ok := b["status"].(string); !ok || s != strconv.Itoa(resp.status) {
+			return fmt.Errorf("error status %#v", b["status"])
+		}
+		if resp.status >= 500 && strings.Contains(fmt.Sprint(b["detail"]), ":") {
+			return fmt.Errorf("5xx detail looks like internals: %v", b["detail"])
+		}
+		return nil
+	}
+	if get(b, "schemas.0") == "urn:ietf:params:scim:api:messages:2.0:ListResponse" {
+		for _, k := range []string{"totalResults", "startIndex", "itemsPerPage"} {
+			if _, ok := b[k].(json.Number); !ok {
+				return fmt.Errorf("%s is %T, not an integer", k, b[k])
+			}
+		}
+		list, ok := b["Resources"].([]any)
+		if !ok {
+			return fmt.Errorf("Resources missing")
+		}
+		if num(b["itemsPerPage"]) != len(list) || num(b["totalResults"]) < len(list) {
+			return fmt.Errorf("itemsPerPage %d, totalResults %d for %d resources", num(b["itemsPerPage"]), num(b["totalResults"]), len(list))
+		}
+		return nil
+	}
+	if v, ok := get(b, "meta.version").(string); ok && resp.header.Get("ETag") != v {
+		return fmt.Errorf("ETag %q, meta.version %q", resp.header.Get("ETag"), v)
+	}
+	if resp.status == http.StatusCreated && (resp.header.Get("Location") == "" || resp.header.Get("Location") != get(b, "meta.location")) {
+		return fmt.Errorf("Location %q, meta.location %v", resp.header.Get("Location"), get(b, "meta.location"))
+	}
+	return nil
 }
 
 // must asserts the status and returns the response.
