@@ -57,18 +57,26 @@ func (s *Store) list(ctx context.Context, col string, base bson.D, fs *fields, j
 	}
 	start := max(q.StartIndex, 1)
 	if cq.Exact {
+		// Every query is a scan on the embedded store: read the page first and count only
+		// when the page cannot tell the total (it is full, or empty past the start).
+		n := 0
+		if q.Count > 0 {
+			cur, err := s.c(col).Find(ctx, filter, options.Find().SetSort(sort).SetSkip(int64(start-1)).SetLimit(int64(q.Count)))
+			if err != nil {
+				return 0, wrap("list "+col, err)
+			}
+			if err := drain(ctx, cur, col, func(raw bson.Raw) error { n++; return emit(raw) }); err != nil {
+				return 0, err
+			}
+			if n < q.Count && (n > 0 || start == 1) {
+				return start - 1 + n, nil
+			}
+		}
 		total, err := s.c(col).CountDocuments(ctx, filter)
 		if err != nil {
 			return 0, wrap("count "+col, err)
 		}
-		if q.Count <= 0 || int64(start) > total {
-			return int(total), nil
-		}
-		cur, err := s.c(col).Find(ctx, filter, options.Find().SetSort(sort).SetSkip(int64(start-1)).SetLimit(int64(q.Count)))
-		if err != nil {
-			return 0, wrap("list "+col, err)
-		}
-		return int(total), drain(ctx, cur, col, emit)
+		return int(total), nil
 	}
 	cur, err := s.c(col).Find(ctx, filter, options.Find().SetSort(sort))
 	if err != nil {
