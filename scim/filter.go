@@ -224,10 +224,25 @@ func (p *filterParser) group(depth int) (filter.Expression, error) {
 	return e, nil
 }
 
+// isAttrName reports whether s is an ATTRNAME (RFC 7643 §2.1), optionally "$"-prefixed ($ref).
+func isAttrName(s string) bool {
+	s = strings.TrimPrefix(s, "$")
+	if s == "" || !isAlpha(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !isAlpha(c) && (c < '0' || c > '9') && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
 var (
-	attrNameRE = regexp.MustCompile(`^\$?[A-Za-z][A-Za-z0-9_\-]*$`)
-	numberRE   = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
-	operators  = map[string]filter.CompareOperator{
+	numberRE  = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+	operators = map[string]filter.CompareOperator{
 		"eq": filter.EQ, "ne": filter.NE, "co": filter.CO, "sw": filter.SW, "ew": filter.EW,
 		"gt": filter.GT, "ge": filter.GE, "lt": filter.LT, "le": filter.LE, "pr": filter.PR,
 	}
@@ -243,7 +258,7 @@ func parseAttrPath(w string) (filter.AttributePath, error) {
 		rest = w[i+1:]
 	}
 	name, sub, hasSub := strings.Cut(rest, ".")
-	if !attrNameRE.MatchString(name) || hasSub && !attrNameRE.MatchString(sub) {
+	if !isAttrName(name) || hasSub && !isAttrName(sub) {
 		return p, badFilter("%q is not an attribute path", w)
 	}
 	p.AttributeName = name
@@ -278,7 +293,7 @@ func (p *filterParser) attrExp(depth int) (filter.Expression, error) {
 		if t := p.peek(); t.kind == tWord && strings.HasPrefix(t.text, ".") {
 			p.next()
 			sub := t.text[1:]
-			if !attrNameRE.MatchString(sub) {
+			if !isAttrName(sub) {
 				return nil, badFilter("%q is not a sub-attribute", sub)
 			}
 			cmp, err := p.comparison(filter.AttributePath{AttributeName: sub})
@@ -317,7 +332,7 @@ func (p *filterParser) comparison(path filter.AttributePath) (*filter.AttributeE
 			e.CompareValue = false
 		case w == "null":
 			e.CompareValue = nil
-		case numberRE.MatchString(v.text):
+		case (w[0] == '-' || w[0] >= '0' && w[0] <= '9') && numberRE.MatchString(v.text):
 			if n, err := strconv.ParseInt(v.text, 10, 64); err == nil {
 				e.CompareValue = n
 			} else if f, err := strconv.ParseFloat(v.text, 64); err == nil {

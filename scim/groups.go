@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
@@ -120,7 +119,7 @@ func (g *groups) Create(r *http.Request, attrs scim.ResourceAttributes) (scim.Re
 	if strings.TrimSpace(name) == "" {
 		return rq.failed(invalid("displayName is required."))
 	}
-	now := time.Now().UTC()
+	now := g.h.cfg.Now().UTC()
 	grp := &identity.Group{ID: lifecycle.NewID(), Tenant: rq.p.Tenant, DisplayName: name, Version: 1, Created: now, Modified: now}
 	grp.ExternalID, _ = attrs["externalId"].(string)
 	plan := newMemberPlan(ctx, rq, grp.ID)
@@ -242,7 +241,7 @@ func applyGroupPatch(grp *identity.Group, plan *memberPlan, ops []scim.PatchOper
 				if err != nil {
 					break
 				}
-				p, perr := filter.ParsePath([]byte(k))
+				p, perr := keyPath(k)
 				if perr != nil {
 					err = patchError(scimerrors.ScimTypeInvalidPath, "%q is not an attribute path", k)
 					break

@@ -422,11 +422,26 @@ type pathTarget struct {
 // (an unqualified extension attribute gets its URN). ok is false for a path that does not
 // parse or names no known attribute.
 func (s *resourceSchema) resolvePath(p string) (pathTarget, string, bool) {
-	parsed, err := filter.ParsePath([]byte(p))
-	if err != nil {
+	// A light split, not filter.ParsePath (which costs ~0.3 ms a path): the library parses and
+	// validates the path again anyway.
+	attrPart, filterPart, subPart := p, "", ""
+	if open := strings.IndexByte(p, '['); open >= 0 {
+		close := strings.LastIndexByte(p, ']')
+		if close < open {
+			return pathTarget{}, "", false
+		}
+		attrPart, filterPart, subPart = p[:open], p[open:close+1], p[close+1:]
+		if subPart != "" {
+			if subPart[0] != '.' || !isAttrName(subPart[1:]) {
+				return pathTarget{}, "", false
+			}
+			subPart = subPart[1:]
+		}
+	}
+	ap, err := parseAttrPath(attrPart)
+	if err != nil || filterPart != "" && ap.SubAttribute != nil {
 		return pathTarget{}, "", false
 	}
-	ap := parsed.AttributePath
 	uri := ap.URI()
 	if uri != "" && !strings.EqualFold(uri, s.core.ID) {
 		e, ok := s.extensionLoose(uri)
@@ -436,25 +451,33 @@ func (s *resourceSchema) resolvePath(p string) (pathTarget, string, bool) {
 		uri = e.ID
 	}
 	subName := ap.SubAttributeName()
-	if parsed.SubAttribute != nil {
-		subName = *parsed.SubAttribute
+	if subPart != "" {
+		subName = subPart
 	}
 	r, ok := s.resolve(uri, ap.AttributeName, subName)
 	if !ok {
 		return pathTarget{}, "", false
 	}
-	t := pathTarget{resolved: r, filtered: parsed.ValueExpression != nil}
+	t := pathTarget{resolved: r, filtered: filterPart != ""}
 	if !t.filtered {
 		return t, r.path(), true
 	}
 	// Keep the value filter as sent; canonicalise the attribute and the trailing sub-attribute.
-	open := strings.IndexByte(p, '[')
-	close := strings.LastIndexByte(p, ']')
-	out := resolved{urn: r.urn, attr: r.attr}.path() + p[open:close+1]
+	out := resolved{urn: r.urn, attr: r.attr}.path() + filterPart
 	if r.sub != nil {
 		out += "." + r.sub.Name()
 	}
 	return t, out, true
+}
+
+// keyPath reads a path-less PATCH value's key (an attribute path without value filter) as a
+// filter.Path.
+func keyPath(k string) (filter.Path, error) {
+	ap, err := parseAttrPath(k)
+	if err != nil {
+		return filter.Path{}, err
+	}
+	return filter.Path{AttributePath: ap}, nil
 }
 
 // normalizePathless rewrites a path-less add/replace: its value's keys are attribute paths

@@ -76,7 +76,7 @@ func applyOp(rs *resourceSchema, res map[string]any, op scim.PatchOperation) err
 				}
 				continue
 			}
-			p, err := filter.ParsePath([]byte(k))
+			p, err := keyPath(k)
 			if err != nil {
 				return patchError(scimerrors.ScimTypeInvalidPath, "%q is not an attribute path", k)
 			}
@@ -472,7 +472,10 @@ func comparator(sa schema.CoreAttribute, op filter.CompareOperator, want any, ca
 		prefix := "(?i)"
 		switch op {
 		case filter.EQ, filter.NE:
-			re = regexp.MustCompile(prefix + "^" + regexp.QuoteMeta(ws) + `\z`)
+			return func(v any) bool {
+				s, ok := v.(string)
+				return ok && strings.EqualFold(s, ws) == (op == filter.EQ)
+			}, nil
 		case filter.CO:
 			re = regexp.MustCompile(prefix + regexp.QuoteMeta(ws))
 		case filter.SW:

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
@@ -38,6 +39,8 @@ type Config struct {
 	MaxResults int
 	// MaxBody is the largest request body read; larger ones get 413. Default 1 MiB.
 	MaxBody int64
+	// Now is the clock (group creation times). Default time.Now.
+	Now func() time.Time
 }
 
 // Handler serves SCIM for the tenant of the authenticated Principal. Mount it with the tenant's
@@ -66,6 +69,9 @@ func NewHandler(cfg Config) *Handler {
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Groups == nil {
 		if g, ok := cfg.Lookup.(GroupStore); ok {
@@ -115,8 +121,8 @@ type request struct {
 	id     string     // the resource id of the path, if any
 	rs     *resourceSchema
 	proj   projection
-	names  map[string]string // group id → displayName ("" = gone), per request
-	result map[string]any    // the rendered resource of a successful write
+	names  map[string]groupName // group id → displayName, read once per request
+	result map[string]any       // the rendered resource of a successful write
 	status int
 	err    error
 }

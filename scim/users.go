@@ -40,25 +40,33 @@ func (u *users) wire(ctx context.Context, rq *request, e *identity.Employee) map
 	return userWire(e, rq.base, func(id string) (string, bool) { return rq.groupName(ctx, id) })
 }
 
+// groupName is what a user's "groups" shows of a group.
+type groupName struct {
+	name   string
+	exists bool
+}
+
 // groupName is a group's displayName for a user's "groups" (one `_id` read per group and
 // request); ok is false if the group no longer exists.
 func (rq *request) groupName(ctx context.Context, id string) (string, bool) {
-	if rq.names == nil {
-		rq.names = map[string]string{}
-	}
 	if n, ok := rq.names[id]; ok {
-		return n, n != "\x00"
+		return n.name, n.exists
 	}
-	n := "\x00"
+	if rq.names == nil {
+		rq.names = map[string]groupName{}
+	}
+	var n groupName
 	if rq.h.cfg.Groups != nil {
-		if g, err := rq.h.cfg.Groups.GetGroup(ctx, rq.p.Tenant, id); err == nil {
-			n = g.DisplayName
-		} else if !errors.Is(err, identity.ErrNotFound) {
-			n = "" // unknown right now: render without display
+		g, err := rq.h.cfg.Groups.GetGroup(ctx, rq.p.Tenant, id)
+		switch {
+		case err == nil:
+			n = groupName{name: g.DisplayName, exists: true}
+		case !errors.Is(err, identity.ErrNotFound):
+			n = groupName{exists: true} // unreadable right now: shown without display
 		}
 	}
 	rq.names[id] = n
-	return n, n != "\x00"
+	return n.name, n.exists
 }
 
 func (u *users) find(ctx context.Context, rq *request) (map[string]any, int64, error) {

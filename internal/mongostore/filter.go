@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/scim2/filter-parser/v2"
@@ -712,12 +713,12 @@ func stringCompare(f *field, path string, op filter.CompareOperator, s string, g
 		opts = "i"
 		goPattern = "(?i)" + pattern
 	}
-	re, err := regexp.Compile(goPattern)
-	if err != nil {
-		return nil, nil, invalidFilter("%s: value cannot be matched", f.name)
-	}
+	// The Go predicate is needed only for inexact queries: compile its regexp on first use.
+	var once sync.Once
+	var re *regexp.Regexp
 	cond := bson.D{{Key: path, Value: bson.D{{Key: "$regex", Value: pattern}, {Key: "$options", Value: opts}}}}
 	return negateIf(op == filter.NE, cond, func(d map[string]any) bool {
+		once.Do(func() { re = regexp.MustCompile(goPattern) }) // QuoteMeta'd: always compiles
 		return anyOf(get(d), func(v any) bool {
 			x, ok := v.(string)
 			return ok && re.MatchString(x)

@@ -141,3 +141,21 @@ func FuzzCompileFilter(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkCompileFilter(b *testing.B) {
+	for _, f := range []string{`userName eq "bjensen@example.com"`,
+		`name.familyName eq "Employee" and (emails.value co "example.com" or emails.value co "example.org")`,
+		`emails[type eq "work" and value co "@example.com"] and meta.lastModified gt "2011-05-13T04:42:34Z"`} {
+		expr, err := filter.ParseFilter([]byte(f))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(f, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := UserFilter(expr); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
