@@ -468,6 +468,7 @@ func comparator(sa schema.CoreAttribute, op filter.CompareOperator, want any, ca
 		return nil, patchError(scimerrors.ScimTypeInvalidFilter, "%s compares with a string", sa.Name())
 	}
 	var re *regexp.Regexp
+	var pattern string
 	if !caseExact {
 		prefix := "(?i)"
 		switch op {
@@ -477,11 +478,17 @@ func comparator(sa schema.CoreAttribute, op filter.CompareOperator, want any, ca
 				return ok && strings.EqualFold(s, ws) == (op == filter.EQ)
 			}, nil
 		case filter.CO:
-			re = regexp.MustCompile(prefix + regexp.QuoteMeta(ws))
+			pattern = prefix + regexp.QuoteMeta(ws)
 		case filter.SW:
-			re = regexp.MustCompile(prefix + "^" + regexp.QuoteMeta(ws))
+			pattern = prefix + "^" + regexp.QuoteMeta(ws)
 		case filter.EW:
-			re = regexp.MustCompile(prefix + regexp.QuoteMeta(ws) + `\z`)
+			pattern = prefix + regexp.QuoteMeta(ws) + `\z`
+		}
+	}
+	if pattern != "" {
+		var err error
+		if re, err = regexp.Compile(pattern); err != nil {
+			return nil, patchError(scimerrors.ScimTypeInvalidFilter, "%s: the value cannot be compared", sa.Name())
 		}
 	}
 	return func(v any) bool {

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/offboard/offboard/scim"
 )
 
 // recording is one file of testdata/recorded.
@@ -696,4 +695,3 @@ func equalJSON(a, b any) bool {
 	return bytes.Equal(ja, jb)
 }
 
-var _ = scim.UserSchema

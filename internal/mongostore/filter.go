@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/scim2/filter-parser/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -680,6 +681,9 @@ func stringCompare(f *field, path string, op filter.CompareOperator, s string, g
 			})
 		}
 	}
+	if !utf8.ValidString(s) {
+		return nil, nil, invalidFilter("%s: the value is not valid UTF-8", f.name)
+	}
 	var pattern string
 	q := regexp.QuoteMeta(s)
 	switch op {
@@ -718,7 +722,7 @@ func stringCompare(f *field, path string, op filter.CompareOperator, s string, g
 	var re *regexp.Regexp
 	cond := bson.D{{Key: path, Value: bson.D{{Key: "$regex", Value: pattern}, {Key: "$options", Value: opts}}}}
 	return negateIf(op == filter.NE, cond, func(d map[string]any) bool {
-		once.Do(func() { re = regexp.MustCompile(goPattern) }) // QuoteMeta'd: always compiles
+		once.Do(func() { re = regexp.MustCompile(goPattern) }) // valid UTF-8, QuoteMeta'd: compiles
 		return anyOf(get(d), func(v any) bool {
 			x, ok := v.(string)
 			return ok && re.MatchString(x)
