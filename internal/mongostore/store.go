@@ -112,7 +112,7 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 		colEmployees: {{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "userNameKey", Value: 1}}, Options: options.Index().SetUnique(true).SetName("tenant_userNameKey")}},
 		colKeys:      {{Keys: bson.D{{Key: "at", Value: 1}}}},
 		colGroups:    {{Keys: bson.D{{Key: "tenant", Value: 1}}}},
-		colMembers:   {{Keys: bson.D{{Key: "group", Value: 1}}}},
+		colMembers:   {{Keys: bson.D{{Key: "group", Value: 1}}}, {Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "value", Value: 1}}}},
 		colWorkIDs:   {{Keys: bson.D{{Key: "employee", Value: 1}}}},
 		colDue:       {{Keys: bson.D{{Key: "at", Value: 1}}}},
 		colAudit:     {{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "at", Value: 1}}}},

@@ -129,6 +129,7 @@ func (s *Server) routes() chi.Router {
 	scimThrottle := ratelimit.NewAuthThrottle(20, time.Minute, 5*time.Minute)
 	scimHandler := scim.NewHandler(scim.Config{
 		Users: s.cfg.Service, Lookup: s.cfg.Store, BaseURL: s.SCIMBaseURL, Log: s.cfg.Log,
+		MaxBody: s.cfg.MaxBody, Now: s.cfg.Now,
 	})
 	r.Route("/scim/v2/{tenant}", func(r chi.Router) {
 		r.Use(s.api("scim"))
