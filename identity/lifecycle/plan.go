@@ -130,13 +130,14 @@ func Plan(e *identity.Employee, in Input) Outcome {
 
 func hire(e *identity.Employee, in Input, out *Outcome) {
 	now := in.Now.UTC()
-	if e.State == identity.StateOffboarded || e.Generation == 0 {
-		e.Generation++
-	}
+	// Every hire is a new generation, with its own seat operation, job ids and idempotency keys:
+	// a joiner dropped from the seat queue and activated again must not find its cancelled
+	// acquisition under the same id (it would wait forever).
 	kind := "joined"
-	if e.Generation > 1 {
+	if e.State == identity.StateOffboarded {
 		kind = "rehired"
 	}
+	e.Generation++
 	e.State = identity.StatePendingSeat
 	e.SeatQueued = &now
 	e.Offboarded = nil
