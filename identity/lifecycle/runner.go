@@ -159,6 +159,9 @@ func (r *Runner) sweepAll(ctx context.Context) {
 			r.log.Warn("due mark not repaired", "employee", d.Employee, "error", err)
 		}
 	}
+	if err := r.Housekeep(ctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("housekeeping incomplete", "error", err)
+	}
 }
 
 // dispatch processes an employee on a worker, at most once at a time per employee in this
@@ -265,14 +268,20 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 	if !want {
 		return e, nil
 	}
-	// A joiner waiting for a seat only tries when first in line (first come, first served).
+	// A joiner waiting for a seat only tries when first in line (first come, first served). It
+	// is (re)queued under the time it started waiting first, which restores its place if a
+	// crash lost its queue entry. A joiner that already holds its seat (the ID could not be
+	// issued yet) only needs its ID and waits for nobody.
 	var head string
-	if e.State == identity.StatePendingSeat && e.SeatQueued != nil {
+	if e.State == identity.StatePendingSeat && e.SeatQueued != nil && e.Seat.State != identity.SeatHeld {
+		if err := r.store.QueueForSeat(ctx, e.Tenant, e.ID, *e.SeatQueued); err != nil {
+			return e, err
+		}
 		if heads, err := r.store.SeatQueue(ctx, e.Tenant, 1); err == nil && len(heads) > 0 {
 			head = heads[0]
 		}
 	}
-	leased := false
+	leased, token := false, r.svc.leaseToken()
 	next, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		leased = false
 		now := r.svc.now().UTC()
@@ -284,7 +293,7 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 				j.NextAt = now.Add(seatRetry)
 				continue
 			}
-			lease(j, r.svc.owner, now, r.svc.leaseFor)
+			lease(j, token, now, r.svc.leaseFor)
 			leased = true
 		}
 		x.NextWakeAt = nextWake(x, now)
@@ -296,7 +305,7 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 	if !leased {
 		return next, nil
 	}
-	done, err := r.svc.runLocal(ctx, next)
+	done, err := r.svc.runLocal(ctx, next, token)
 	if err != nil || done == nil {
 		return next, err
 	}
@@ -322,7 +331,7 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 		return e, nil
 	}
 	polling := j.State == identity.JobWaiting
-	leased := false
+	leased, token := false, r.svc.leaseToken()
 	e, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		leased = false
 		j := x.Jobs[jid]
@@ -334,7 +343,7 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 		if !polling {
 			j.Attempts++
 		}
-		lease(j, r.svc.owner, now, r.svc.leaseFor)
+		lease(j, token, now, r.svc.leaseFor)
 		leased = true
 		return nil
 	})
@@ -353,7 +362,7 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 	}
 	out, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		j := x.Jobs[jid]
-		if j == nil || j.LeaseOwner != r.svc.owner || j.State != identity.JobRunning {
+		if j == nil || j.LeaseOwner != token || j.State != identity.JobRunning {
 			return identity.ErrSkip // lease lost: the effect was idempotent, the new owner records it
 		}
 		now := r.svc.now().UTC()

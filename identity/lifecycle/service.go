@@ -30,6 +30,7 @@ type Service struct {
 	retention time.Duration
 	wake      func(tenant, employee string)
 	hasher    Hasher
+	newWorkID func() string
 	forget    *forgetter
 }
 
@@ -51,6 +52,10 @@ func WithLeaseFor(d time.Duration) Option { return func(s *Service) { s.leaseFor
 // WithHasher sets the password hasher (tests use a fast one).
 func WithHasher(h Hasher) Option { return func(s *Service) { s.hasher = h } }
 
+// WithWorkIDGenerator replaces the messenger ID generator (NewWorkID). Tests use it to force
+// collisions; whatever it returns, the registry decides whether an ID is new.
+func WithWorkIDGenerator(gen func() string) Option { return func(s *Service) { s.newWorkID = gen } }
+
 // WithRetention sets how long deleted employees' history is kept.
 func WithRetention(d time.Duration) Option { return func(s *Service) { s.retention = d } }
 
@@ -59,7 +64,7 @@ func NewService(store Store, conns Connectors, opts ...Option) *Service {
 	s := &Service{
 		store: store, conns: conns, now: time.Now, log: slog.Default(),
 		owner: "offboard-" + NewID()[:8], leaseFor: DefaultLeaseFor, retention: DefaultRetention,
-		wake: func(string, string) {}, hasher: BcryptHasher{},
+		wake: func(string, string) {}, hasher: BcryptHasher{}, newWorkID: NewWorkID,
 	}
 	for _, o := range opts {
 		o(s)
@@ -73,6 +78,11 @@ func (s *Service) SetWaker(w func(tenant, employee string)) { s.wake = w }
 
 // Owner is the lease owner name of this process.
 func (s *Service) Owner() string { return s.owner }
+
+// leaseToken names one execution of this process as a lease owner. Every request and every
+// runner pass leases under its own token, so two goroutines of one process exclude each other
+// exactly as two processes do; the process name prefix tells an operator whose lease it is.
+func (s *Service) leaseToken() string { return s.owner + "/" + NewID()[:8] }
 
 // Close flushes background work.
 func (s *Service) Close() { s.forget.close() }
@@ -101,12 +111,13 @@ func (s *Service) CreateUser(ctx context.Context, actor, tenant string, in UserI
 	if err := s.store.ClaimUserName(ctx, tenant, e.UserNameKey, e.ID); err != nil {
 		return nil, err
 	}
-	Plan(e, s.input(ctx, t, now, actor, false))
+	token := s.leaseToken()
+	Plan(e, s.input(ctx, t, now, actor, false, token))
 	if err := s.store.InsertEmployee(ctx, e); err != nil {
 		_ = s.store.ReleaseUserName(context.WithoutCancel(ctx), tenant, e.UserNameKey, e.ID)
 		return nil, err
 	}
-	if done, err := s.runLocal(ctx, e); err != nil {
+	if done, err := s.runLocal(ctx, e, token); err != nil {
 		s.log.Warn("local effects left to the runner", "employee", e.ID, "error", err)
 	} else if done != nil {
 		e = done
@@ -125,14 +136,14 @@ func apply(e *identity.Employee, in UserInput) {
 }
 
 // input builds the planning input for a tenant; brake reports whether the caller counted this
-// change as a final offboarding (see offboardingBraked).
-func (s *Service) input(ctx context.Context, t *identity.Tenant, now time.Time, actor string, braked bool) Input {
+// change as a final offboarding (see offboardingBraked); local jobs are leased to token.
+func (s *Service) input(ctx context.Context, t *identity.Tenant, now time.Time, actor string, braked bool, token string) Input {
 	conns, err := s.conns.List(ctx, t.ID)
 	if err != nil {
 		s.log.Warn("connectors unavailable for planning", "tenant", t.ID, "error", err)
 	}
 	return Input{Policy: t.Policy, Now: now, Connectors: conns, Braked: braked,
-		Lease: s.owner, LeaseFor: s.leaseFor, Actor: actor}
+		Lease: token, LeaseFor: s.leaseFor, Actor: actor}
 }
 
 // Mutation changes the SCIM side of an employee (resource, userName, active, ...). It returns
@@ -170,6 +181,7 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 		braked      bool
 		marked      bool
 		resourceChg bool
+		token       = s.leaseToken()
 	)
 	e, err := s.store.UpdateEmployee(ctx, tenant, id, func(e *identity.Employee) error {
 		if e.Deleted != nil {
@@ -192,7 +204,7 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 			counted = true
 			braked = s.offboardingBraked(ctx, t, now)
 		}
-		out = Plan(e, s.input(ctx, t, now, actor, braked))
+		out = Plan(e, s.input(ctx, t, now, actor, braked, token))
 		if !changed && !out.Changed() {
 			return identity.ErrSkip
 		}
@@ -220,7 +232,7 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 	if out.Changed() {
 		s.audit(ctx, tenant, actor, e, out)
 	}
-	if done, err := s.runLocal(ctx, e); err != nil {
+	if done, err := s.runLocal(ctx, e, token); err != nil {
 		s.log.Warn("local effects left to the runner", "employee", id, "error", err)
 	} else if done != nil {
 		e = done
