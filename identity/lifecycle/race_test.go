@@ -267,3 +267,60 @@ func TestTwoProcessesOnOneDatabaseRunEveryEffectOnce(t *testing.T) {
 	}
 	t.Logf("%d duplicate calls deduplicated by key", w.vendor.duplicates())
 }
+
+// TestASlowVendorCallKeepsItsLeaseWhileItRuns: the runner renews the lease of a call that
+// takes longer than the lease, so another runner does not repeat a call that is still running.
+func TestASlowVendorCallKeepsItsLeaseWhileItRuns(t *testing.T) {
+	w := newWorld(t)
+	tn := w.tenant("acme", 3, identity.DefaultPolicy())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The clock runs at the speed of real time here.
+	go func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				w.clock.Advance(5 * time.Millisecond)
+			}
+		}
+	}()
+	const lease = 600 * time.Millisecond
+	e := hire(t, w, tn.ID, "leaver@acme.test")
+	a, ra := w.service(w.store, "slow", lifecycle.WithLeaseFor(lease))
+	if _, err := a.UpdateUser(ctx, "token:idp", tn.ID, e.ID, nil, setActive(false)); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	entered := make(chan struct{})
+	w.vendor.mu.Lock()
+	w.vendor.gate = func(string) { // only the first call is slow
+		once.Do(func() { close(entered); time.Sleep(2 * lease) })
+	}
+	w.vendor.mu.Unlock()
+	slow := make(chan error, 1)
+	go func() { slow <- ra.Process(ctx, tn.ID, e.ID) }()
+	<-entered
+
+	_, rb := w.service(w.store, "other", lifecycle.WithLeaseFor(lease))
+	for deadline := time.Now().Add(2*lease + 200*time.Millisecond); time.Now().Before(deadline); {
+		if err := rb.Process(ctx, tn.ID, e.ID); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	if d := w.vendor.duplicates(); d != 0 {
+		t.Fatalf("%d repeated calls: the lease of the running call was taken over", d)
+	}
+	for _, j := range w.load(e.ID).Jobs {
+		if j.State != identity.JobDone {
+			t.Errorf("job %s %s", j.ID, j.State)
+		}
+	}
+}

@@ -23,6 +23,8 @@ const (
 	DefaultPoll        = time.Second
 	DefaultSweep       = 2 * time.Minute
 	DefaultWorkers     = 8
+	// DefaultCallTimeout bounds one vendor call; its lease is renewed while it runs.
+	DefaultCallTimeout = 30 * time.Second
 	// pollCommand is the first delay before asking a vendor whether an accepted command ran.
 	pollCommand = 15 * time.Second
 	// maxWaiting is how long an accepted command may stay unconfirmed before the job fails.
@@ -45,6 +47,7 @@ type Runner struct {
 	poll        time.Duration
 	sweep       time.Duration
 	workers     int
+	callTimeout time.Duration
 	observe     func(job *identity.Job, outcome string)
 	onWaiting   func(ctx context.Context, tenant, employee, connector, command string)
 
@@ -71,6 +74,9 @@ func WithIntervals(poll, sweep time.Duration) RunnerOption {
 	return func(r *Runner) { r.poll, r.sweep = poll, sweep }
 }
 
+// WithCallTimeout sets the timeout of one vendor call.
+func WithCallTimeout(d time.Duration) RunnerOption { return func(r *Runner) { r.callTimeout = d } }
+
 // WithWorkers sets how many employees are processed concurrently.
 func WithWorkers(n int) RunnerOption { return func(r *Runner) { r.workers = n } }
 
@@ -90,7 +96,7 @@ func NewRunner(svc *Service, opts ...RunnerOption) *Runner {
 	r := &Runner{
 		svc: svc, store: svc.store, conns: svc.conns, log: svc.log,
 		maxAttempts: DefaultMaxAttempts, baseBackoff: DefaultBaseBackoff, maxBackoff: DefaultMaxBackoff,
-		poll: DefaultPoll, sweep: DefaultSweep, workers: DefaultWorkers,
+		poll: DefaultPoll, sweep: DefaultSweep, workers: DefaultWorkers, callTimeout: DefaultCallTimeout,
 		observe:   func(*identity.Job, string) {},
 		onWaiting: func(context.Context, string, string, string, string) {},
 		wakeCh:    make(chan target, 4096), busy: map[string]bool{}, again: map[string]bool{},
@@ -352,9 +358,11 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 	}
 	j = e.Jobs[jid]
 
-	callCtx, cancel := context.WithTimeout(ctx, r.svc.leaseFor/2)
+	callCtx, cancel := context.WithTimeout(ctx, r.callTimeout)
+	stopRenewing := r.renew(callCtx, cancel, e.Tenant, e.ID, jid, token)
 	res := r.execute(callCtx, e, j, polling)
 	cancel()
+	stopRenewing()
 
 	t, err := r.store.GetTenant(ctx, e.Tenant)
 	if err != nil {
@@ -379,6 +387,57 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 		r.onWaiting(ctx, out.Tenant, out.ID, done.Connector, done.Command.ID)
 	}
 	return out, nil
+}
+
+// renew keeps the lease of a running vendor call: every third of the lease it extends the
+// lease by a full one, so a call may take its whole timeout while a dead worker's job is
+// taken over within one lease. If the lease is lost (this worker stalled past it and another
+// one took the job), the call is cancelled: the new owner repeats it under the same key. The
+// returned function stops the renewal and waits for it.
+func (r *Runner) renew(ctx context.Context, cancelCall context.CancelFunc, tenant, id, jid, token string) func() {
+	every := r.svc.leaseFor / 3
+	if every <= 0 {
+		return func() {}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			held := false
+			_, err := r.store.UpdateEmployee(context.WithoutCancel(ctx), tenant, id, func(x *identity.Employee) error {
+				held = false
+				j := x.Jobs[jid]
+				if j == nil || j.LeaseOwner != token || j.State != identity.JobRunning {
+					return identity.ErrSkip
+				}
+				now := r.svc.now().UTC()
+				until := now.Add(r.svc.leaseFor)
+				j.LeaseUntil, j.Updated = &until, now
+				x.NextWakeAt = nextWake(x, now)
+				held = true
+				return nil
+			})
+			if err != nil {
+				r.log.Warn("lease not renewed", "employee", id, "job", jid, "error", err)
+				continue
+			}
+			if !held {
+				r.log.Warn("lease lost during a vendor call; the new owner repeats it", "employee", id, "job", jid)
+				cancelCall()
+				return
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
 }
 
 // result is what one execution of an external job produced.

@@ -11,8 +11,9 @@ import (
 )
 
 // DefaultLeaseFor is how long a worker owns a job it started; a worker that dies is replaced
-// after this long. Vendor calls time out well before it.
-const DefaultLeaseFor = 60 * time.Second
+// after this long. Local effects take milliseconds; the runner renews the lease of a vendor
+// call every third of it while the call runs (see DefaultCallTimeout).
+const DefaultLeaseFor = 15 * time.Second
 
 // DefaultRetention is how long the history of a SCIM-deleted employee is kept.
 const DefaultRetention = 400 * 24 * time.Hour
@@ -237,7 +238,10 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 	} else if done != nil {
 		e = done
 	}
-	if out.External || e.NextWakeAt != nil {
+	// Only new external work needs the runner now; timers and leases are due marks. Waking on
+	// any timer made the runner's own Reconcile wake it again for the same employee: a loop
+	// until the timer came (for a restricted employee, the whole notice period).
+	if out.External {
 		s.wake(tenant, id)
 	}
 	return e, nil
