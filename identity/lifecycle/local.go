@@ -120,6 +120,8 @@ func (s *Service) runLocal(ctx context.Context, e *identity.Employee, token stri
 			}
 		}
 		if dequeue {
+			s.auditAdmin(ctx, e.Tenant, "system", "employee.licensed", e.ID,
+				map[string]any{"state": identity.StatePendingSeat}, map[string]any{"state": e.State, "workId": e.WorkID, "generation": e.Generation})
 			if err := s.store.DequeueSeat(ctx, e.ID); err != nil {
 				s.log.Warn("seat queue not updated", "employee", e.ID, "error", err)
 			}

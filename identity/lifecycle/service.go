@@ -113,11 +113,12 @@ func (s *Service) CreateUser(ctx context.Context, actor, tenant string, in UserI
 		return nil, err
 	}
 	token := s.leaseToken()
-	Plan(e, s.input(ctx, t, now, actor, false, token))
+	out := Plan(e, s.input(ctx, t, now, actor, false, token))
 	if err := s.store.InsertEmployee(ctx, e); err != nil {
 		_ = s.store.ReleaseUserName(context.WithoutCancel(ctx), tenant, e.UserNameKey, e.ID)
 		return nil, err
 	}
+	s.audit(ctx, tenant, actor, "", e, out, "employee.created")
 	if done, err := s.runLocal(ctx, e, token); err != nil {
 		s.log.Warn("local effects left to the runner", "employee", e.ID, "error", err)
 	} else if done != nil {
@@ -178,6 +179,7 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 	}
 	var (
 		out         Outcome
+		before      identity.State
 		counted     bool
 		braked      bool
 		marked      bool
@@ -192,6 +194,7 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 			return fmt.Errorf("version %d, resource at %d: %w", *ifMatch, e.Version, identity.ErrPrecondition)
 		}
 		now := s.now().UTC()
+		before = e.State
 		changed, err := m(e)
 		if err != nil {
 			return err
@@ -230,8 +233,11 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 			s.log.Warn("seat queue not updated", "employee", id, "error", err)
 		}
 	}
-	if out.Changed() {
-		s.audit(ctx, tenant, actor, e, out)
+	switch {
+	case deleting:
+		s.audit(ctx, tenant, actor, before, e, out, "employee.deleted")
+	case out.Changed():
+		s.audit(ctx, tenant, actor, before, e, out, "")
 	}
 	if done, err := s.runLocal(ctx, e, token); err != nil {
 		s.log.Warn("local effects left to the runner", "employee", id, "error", err)
@@ -262,9 +268,11 @@ func (s *Service) offboardingBraked(ctx context.Context, t *identity.Tenant, now
 	return n > t.Policy.BrakeThreshold
 }
 
-func (s *Service) audit(ctx context.Context, tenant, actor string, e *identity.Employee, out Outcome) {
-	action := "employee.changed"
+// audit records a lifecycle transition of e from state before (empty for a new employee);
+// action, if set, overrides the one the outcome names.
+func (s *Service) audit(ctx context.Context, tenant, actor string, before identity.State, e *identity.Employee, out Outcome, action string) {
 	switch {
+	case action != "":
 	case out.Offboarded:
 		action = "employee.offboarded"
 	case out.Restricted:
@@ -275,10 +283,18 @@ func (s *Service) audit(ctx context.Context, tenant, actor string, e *identity.E
 		action = "employee.hired"
 	case out.Dropped:
 		action = "employee.dropped"
+	default:
+		action = "employee.changed"
+	}
+	if out.Hired && action == "employee.created" {
+		action = "employee.hired"
 	}
 	entry := &identity.AuditEntry{
 		ID: NewID(), Tenant: tenant, At: s.now().UTC(), Actor: actor, Action: action, Target: e.ID,
 		After: map[string]any{"state": e.State, "workId": e.WorkID, "generation": e.Generation},
+	}
+	if before != "" {
+		entry.Before = map[string]any{"state": before}
 	}
 	if err := s.store.AppendAudit(ctx, entry); err != nil {
 		s.log.Warn("audit entry not written", "tenant", tenant, "action", action, "error", err)

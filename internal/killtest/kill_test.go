@@ -218,6 +218,23 @@ func build(t *testing.T) string {
 		t.Fatalf("module root: %v", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(out)))
+	// go test caches a passing result unless a file the test consulted changed; the binary is
+	// built out of its sight, so consult every source file it is built from.
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && (strings.HasSuffix(path, ".go") || d.Name() == "go.mod" || d.Name() == "go.sum") {
+			_, err = os.Stat(path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join(t.TempDir(), "offboard")
 	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/offboard")
 	cmd.Dir = root
