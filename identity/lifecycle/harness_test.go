@@ -481,3 +481,13 @@ func (c *crashStore) SeatQueue(ctx context.Context, tenant string, limit int) ([
 }
 
 var _ lifecycle.Store = (*crashStore)(nil)
+
+// employeeByName finds an employee by userName through the store's key lookup.
+func (w *world) employeeByName(tenant, userName string) string {
+	w.t.Helper()
+	e, err := w.store.FindEmployeeByUserName(context.Background(), tenant, userName)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return e.ID
+}

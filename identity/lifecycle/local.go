@@ -58,6 +58,7 @@ func (s *Service) runLocal(ctx context.Context, e *identity.Employee, token stri
 		next, err := s.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 			unusedIDs, forget, dequeue, released = nil, nil, false, false
 			now := s.now().UTC()
+			lease := Input{Policy: t.Policy, Now: now, Lease: token, LeaseFor: s.leaseFor, Actor: "system"}
 			for _, r := range results {
 				j := x.Jobs[r.job]
 				if j == nil || j.LeaseOwner != token || j.State != identity.JobRunning {
@@ -67,12 +68,15 @@ func (s *Service) runLocal(ctx context.Context, e *identity.Employee, token stri
 					continue
 				}
 				switch {
+				case r.err != nil && r.taken && !takeSeat(x, j, lease):
+					// The seat was taken but the ID failed, and nobody needs the seat any
+					// more: it is given back and the acquisition is over.
+					forget = append(forget, j.SeatOp)
+					finish(j, identity.JobDone, now, "")
+					j.LastError = "seat given back: " + r.err.Error()
 				case r.err != nil:
-					if r.taken && x.Seat.State != identity.SeatHeld {
-						// The seat is taken under the job's operation: the employee holds it
-						// from now on, so a deactivation before the retry gives it back.
-						x.Seat = identity.Seat{State: identity.SeatHeld, Op: j.SeatOp}
-					}
+					// A taken seat is held from now on (takeSeat above), so a deactivation
+					// before the retry gives it back.
 					j.State, j.LeaseOwner, j.LeaseUntil = identity.JobPending, "", nil
 					j.Attempts++
 					j.LastError = r.err.Error()
@@ -82,7 +86,7 @@ func (s *Service) runLocal(ctx context.Context, e *identity.Employee, token stri
 					j.NextAt, j.Updated = now.Add(seatRetry), now
 					j.LastError = "no free seat"
 				case r.seat:
-					x.Seat = identity.Seat{State: identity.SeatHeld, Op: j.SeatOp}
+					takeSeat(x, j, lease)
 					forget = append(forget, j.SeatOp)
 					finish(j, identity.JobDone, now, "")
 					j.LastError = ""
@@ -98,7 +102,9 @@ func (s *Service) runLocal(ctx context.Context, e *identity.Employee, token stri
 						unusedIDs = append(unusedIDs, r.workID)
 					}
 				case r.release:
-					x.Seat = identity.Seat{}
+					if x.Seat.State == identity.SeatHeld && x.Seat.Op == seatOp(x.ID, j.Generation, "a") {
+						x.Seat = identity.Seat{} // the tracked seat; a surplus one was never tracked
+					}
 					forget = append(forget, j.SeatOp)
 					finish(j, identity.JobDone, now, "")
 					released = true
@@ -106,7 +112,7 @@ func (s *Service) runLocal(ctx context.Context, e *identity.Employee, token stri
 					finish(j, identity.JobDone, now, "")
 				}
 			}
-			Plan(x, Input{Policy: t.Policy, Now: now, Lease: token, LeaseFor: s.leaseFor, Actor: "system"})
+			Plan(x, lease)
 			return nil
 		})
 		if err != nil {
@@ -170,6 +176,29 @@ func (s *Service) leased(ctx context.Context, j *identity.Job) (context.Context,
 	}
 	c, cancel := context.WithTimeout(ctx, left)
 	return c, cancel, true
+}
+
+// takeSeat records that acquisition job j took a seat and reports whether e uses it. The
+// employee document tracks one seat (e.Seat): a seat taken while it tracks none is tracked; one
+// taken for the generation waiting for it replaces a seat of an older generation, which is given
+// back; any other is surplus (the acquisition was overtaken, e.g. by a deactivation and a
+// re-hire) and is given back at once by a release job of its own generation.
+func takeSeat(e *identity.Employee, j *identity.Job, in Input) bool {
+	held := identity.Seat{State: identity.SeatHeld, Op: j.SeatOp}
+	switch {
+	case e.Seat.State == identity.SeatHeld && e.Seat.Op == j.SeatOp:
+		return true
+	case e.Seat.State != identity.SeatHeld:
+		e.Seat = held
+		return true
+	case e.State == identity.StatePendingSeat && e.Generation == j.Generation:
+		old := seatGen(e)
+		e.Seat = held
+		releaseSeat(e, in, old)
+		return true
+	}
+	releaseSeat(e, in, j.Generation)
+	return false
 }
 
 func (s *Service) execLocal(ctx context.Context, e *identity.Employee, j *identity.Job) localResult {

@@ -480,6 +480,36 @@ func TestPlan(t *testing.T) {
 			},
 		},
 	}
+	tests = append(tests, struct {
+		name  string
+		emp   func() *identity.Employee
+		in    Input
+		out   Outcome
+		state identity.State
+		jobs  map[string]string
+		check check
+	}{
+		name: "a re-hired joiner waiting in line gives back a seat still held from an earlier generation",
+		emp: func() *identity.Employee {
+			e := &identity.Employee{ID: "emp1", Active: true}
+			Plan(e, Input{Policy: appPolicy(0), Now: t0})
+			e.Seat = identity.Seat{State: identity.SeatHeld, Op: "emp1-g1-a"} // taken, ID not issued yet
+			e.Active = false
+			Plan(e, Input{Policy: appPolicy(0), Now: t0})
+			delete(e.Jobs, "g1:release_seat") // the give-back had not been planned yet
+			e.Active = true
+			return e
+		},
+		in:  Input{Policy: appPolicy(0), Now: t0.Add(time.Minute)},
+		out: Outcome{Hired: true}, state: identity.StatePendingSeat,
+		jobs: map[string]string{"g1:acquire_seat": "acquire_seat/cancelled", "g2:acquire_seat": "acquire_seat/pending",
+			"g1:release_seat": "release_seat/pending"},
+		check: func(t *testing.T, e *identity.Employee, _ Outcome) {
+			if j := e.Jobs["g1:release_seat"]; j.SeatOp != "emp1-g1-r" || j.Generation != 1 {
+				t.Errorf("release %+v", j)
+			}
+		},
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := tt.emp()
@@ -573,5 +603,58 @@ func TestIdempotencyKeysAreStableAndDistinct(t *testing.T) {
 	}
 	if a, b := jobID(1, identity.ActionWipeApp, "c", "a.b$c"), jobID(1, identity.ActionWipeApp, "c", "a_b_c"); a == b {
 		t.Fatalf("sanitized device ids collide: %s", a)
+	}
+}
+
+func TestTakeSeat(t *testing.T) {
+	acquisition := func(gen int) *identity.Job {
+		return &identity.Job{ID: jobID(gen, identity.ActionAcquireSeat), Action: identity.ActionAcquireSeat,
+			SeatOp: seatOp("emp1", gen, "a"), Generation: gen}
+	}
+	tests := []struct {
+		name    string
+		state   identity.State
+		gen     int
+		tracked int // generation of the tracked seat, 0 for none
+		job     int // generation of the acquisition that landed
+		uses    bool
+		seat    int    // generation tracked afterwards
+		release string // release job added, if any
+	}{
+		{"a seat taken while none is tracked is tracked", identity.StatePendingSeat, 1, 0, 1, true, 1, ""},
+		{"the same acquisition landing again changes nothing", identity.StateActive, 1, 1, 1, true, 1, ""},
+		{"a seat for the waiting generation replaces an older one, which goes back", identity.StatePendingSeat, 2, 1, 2, true, 2, "g1:release_seat"},
+		{"an overtaken acquisition's seat goes back while the newer one stays", identity.StateActive, 2, 2, 1, false, 2, "g1:release_seat"},
+		{"a seat landing after a deactivation is tracked, and Plan gives it back", identity.StateInactive, 1, 0, 1, true, 1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &identity.Employee{ID: "emp1", State: tt.state, Generation: tt.gen, Jobs: map[string]*identity.Job{}}
+			for g := 1; g <= tt.gen; g++ {
+				e.Jobs[jobID(g, identity.ActionAcquireSeat)] = acquisition(g)
+			}
+			if tt.tracked > 0 {
+				e.Seat = identity.Seat{State: identity.SeatHeld, Op: seatOp("emp1", tt.tracked, "a")}
+			}
+			if got := takeSeat(e, acquisition(tt.job), Input{Now: t0}); got != tt.uses {
+				t.Errorf("uses %v, want %v", got, tt.uses)
+			}
+			if e.Seat.Op != seatOp("emp1", tt.seat, "a") || seatGen(e) != tt.seat {
+				t.Errorf("tracked %+v, want generation %d", e.Seat, tt.seat)
+			}
+			var releases []string
+			for id, j := range e.Jobs {
+				if j.Action == identity.ActionReleaseSeat {
+					releases = append(releases, id)
+				}
+			}
+			want := []string{}
+			if tt.release != "" {
+				want = []string{tt.release}
+			}
+			if len(releases) != len(want) || len(want) == 1 && releases[0] != want[0] {
+				t.Errorf("release jobs %v, want %v", releases, want)
+			}
+		})
 	}
 }

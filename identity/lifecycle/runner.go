@@ -279,7 +279,7 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 	// crash lost its queue entry. A joiner that already holds its seat (the ID could not be
 	// issued yet) only needs its ID and waits for nobody.
 	var head string
-	if e.State == identity.StatePendingSeat && e.SeatQueued != nil && e.Seat.State != identity.SeatHeld {
+	if e.State == identity.StatePendingSeat && e.SeatQueued != nil && !(e.Seat.State == identity.SeatHeld && seatGen(e) == e.Generation) {
 		if err := r.store.QueueForSeat(ctx, e.Tenant, e.ID, *e.SeatQueued); err != nil {
 			return e, err
 		}

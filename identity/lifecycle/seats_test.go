@@ -85,3 +85,45 @@ func TestAJoinerHoldingItsSeatIsNotHeldBackByTheQueue(t *testing.T) {
 		t.Fatalf("free %d", tn.Free)
 	}
 }
+
+// TestAnAcquisitionOvertakenByAReHireLeaksNoSeat: a joiner's seat acquisition stalls; the IdP
+// deactivates and reactivates the user meanwhile, and the new generation gets a seat of its
+// own. When the stalled acquisition lands, the employee holds two seats for a moment: one must
+// be given back, and the employee must end up holding exactly one.
+func TestAnAcquisitionOvertakenByAReHireLeaksNoSeat(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	acme := w.tenant("acme", 3, identity.DefaultPolicy())
+	gate := newGate(w.store, func(c string) bool { return c == "AcquireSeat" })
+	slow, _ := w.service(gate, "slow")
+	fast, r := w.service(w.store, "fast")
+
+	created := make(chan *identity.Employee, 1)
+	go func() {
+		e, err := slow.CreateUser(ctx, "token:idp", acme.ID, userInput("flap@acme.test", true))
+		if err != nil {
+			t.Error(err)
+		}
+		created <- e
+	}()
+	<-gate.entered
+	id := w.employeeByName(acme.ID, "flap@acme.test")
+	if _, err := fast.UpdateUser(ctx, "token:idp", acme.ID, id, nil, setActive(false)); err != nil {
+		t.Fatal(err)
+	}
+	e, err := fast.UpdateUser(ctx, "token:idp", acme.ID, id, nil, setActive(true))
+	if err != nil || e.State != identity.StateActive || e.Generation != 2 {
+		t.Fatalf("re-hired: %v %+v", err, e)
+	}
+	close(gate.release)
+	<-created
+	rounds(t, w, r, acme.ID, 3, time.Minute, id)
+
+	e = w.load(id)
+	if e.State != identity.StateActive || e.Seat.State != identity.SeatHeld {
+		t.Fatalf("employee %s seat %+v jobs %s", e.State, e.Seat, jobSummary(e))
+	}
+	if free := w.tenantDoc(acme.ID).Free; free != 2 {
+		t.Fatalf("free seats %d, want 2: one employee holds one seat (jobs %s)", free, jobSummary(e))
+	}
+}

@@ -94,7 +94,7 @@ type env struct {
 
 func (e *env) start() {
 	e.t.Helper()
-	cmd := exec.Command(e.bin, "serve", "--listen", e.listen, "--data", e.data, "--log-level", "warn")
+	cmd := exec.Command(e.bin, "serve", "--listen", e.listen, "--data", e.data, "--log-level", "warn", "--workers", "32")
 	cmd.Env = append(os.Environ(), "OFFBOARD_ADMIN_TOKEN="+adminToken)
 	log := &bytes.Buffer{}
 	lw := &lockedWriter{w: log}
@@ -263,7 +263,7 @@ func TestAKilledServerOffboardsEveryAnsweredLeaverOnceAfterARestart(t *testing.T
 	defer hook.Close()
 	listen := freeAddr(t)
 	e := &env{t: t, bin: bin, data: t.TempDir(), listen: listen, base: "http://" + listen,
-		client: &http.Client{Timeout: 15 * time.Second}}
+		client: &http.Client{Timeout: 60 * time.Second}}
 	e.start()
 	defer func() {
 		if e.srv != nil && e.srv.cmd.ProcessState == nil {
@@ -293,7 +293,7 @@ func TestAKilledServerOffboardsEveryAnsweredLeaverOnceAfterARestart(t *testing.T
 
 	ids := make([]string, users)
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, 16)
 	for i := range users {
 		wg.Add(1)
 		go func() {
@@ -310,11 +310,13 @@ func TestAKilledServerOffboardsEveryAnsweredLeaverOnceAfterARestart(t *testing.T
 	wg.Wait()
 	phase(fmt.Sprintf("created %d users", users))
 
-	// The burst: every deactivation at once; the server is killed once about a third of them
-	// have been answered.
+	// The burst: every deactivation at once; the server is killed once a quarter of them have
+	// been answered.
 	var answered sync.Map
 	var nAnswered atomic.Int32
-	killAt := int32(users / 3)
+	var statusMu sync.Mutex
+	statuses := map[int]int{}
+	killAt := int32(users / 4)
 	killed := make(chan struct{})
 	var killOnce sync.Once
 	for i := range users {
@@ -322,6 +324,9 @@ func TestAKilledServerOffboardsEveryAnsweredLeaverOnceAfterARestart(t *testing.T
 		go func() {
 			defer wg.Done()
 			code, _ := e.call("PATCH", scimBase+"/Users/"+ids[i], tokens[i%len(tokens)], deactivate())
+			statusMu.Lock()
+			statuses[code]++
+			statusMu.Unlock()
 			if code >= 200 && code < 300 {
 				answered.Store(ids[i], true)
 				if nAnswered.Add(1) >= killAt {
@@ -334,7 +339,9 @@ func TestAKilledServerOffboardsEveryAnsweredLeaverOnceAfterARestart(t *testing.T
 	killOnce.Do(func() { e.kill(); close(killed) })
 	<-killed
 	acc, dups, _ := rc.counts()
-	phase(fmt.Sprintf("SIGKILL with %d of %d deactivations answered, %d deliveries accepted", nAnswered.Load(), users, acc))
+	statusMu.Lock()
+	phase(fmt.Sprintf("SIGKILL with %d of %d deactivations answered, %d deliveries accepted; statuses %v (0: no answer)", nAnswered.Load(), users, acc, statuses))
+	statusMu.Unlock()
 	if dups != 0 {
 		t.Logf("%d duplicate deliveries before the kill", dups)
 	}
