@@ -14,6 +14,7 @@ Usage:
   offboard serve [flags]                 run the server (embedded store unless --mongo-uri)
   offboard devdb --listen ADDR --data D  run the embedded MongoDB-compatible store on its own
   offboard keys rewrap [flags]           re-seal connector secrets under the current key
+  offboard backup --data D --out DIR     consistent copy of the embedded store and key file
 
 Admin API client (flags: --server/OFFBOARD_SERVER, --token/OFFBOARD_ADMIN_TOKEN, --json):
   offboard tenant create NAME --seats N
@@ -44,6 +45,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "devdb":
 		err = devdb(os.Args[2:])
+	case "backup":
+		err = backup(os.Args[2:])
 	case "keys":
 		err = keys(os.Args[2:])
 	case "help", "-h", "--help":

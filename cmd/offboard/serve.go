@@ -169,7 +169,7 @@ func serve(args []string) error {
 	runner := lifecycle.NewRunner(svc, lifecycle.WithWorkers(c.workers),
 		lifecycle.WithObserver(func(j *identity.Job, state string) { jobs.WithLabelValues(j.Action, state).Inc() }),
 		lifecycle.WithOnWaiting(conns.Waiting))
-	conns.SetWaker(runner.Wake)
+	conns.SetWaker(runner.CommandReported)
 
 	verifier := oidcauth.New(oidcauth.WithHTTPClient(httpClient), oidcauth.WithLogger(log), insecureIssuer(c.allowInsecureIssuer))
 	srv := server.New(server.Config{

@@ -118,6 +118,41 @@ func (r *Runner) Wake(tenant, employee string) {
 	}
 }
 
+// CommandReported is how a vendor's inbound result (a NanoMDM webhook) reaches the runner: the
+// employee's job waiting on command of connector becomes due now, instead of at its next
+// status poll, and the employee is processed. A job being polled at that moment gets NextAt set
+// after its lease began, which tells record to poll again at once (the result may have come
+// too late for the call in flight). It never fails: if the update does not happen, the poll
+// picks the result up.
+func (r *Runner) CommandReported(tenant, employee, connector, command string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := r.store.UpdateEmployee(ctx, tenant, employee, func(x *identity.Employee) error {
+		now := r.svc.now().UTC()
+		due := false
+		for _, j := range x.Jobs {
+			if j.Connector != connector || j.Command == nil || j.Command.ID != command {
+				continue
+			}
+			switch {
+			case j.State == identity.JobWaiting && now.Before(j.NextAt):
+				j.NextAt, due = now, true
+			case j.State == identity.JobRunning && !j.NextAt.After(j.Updated):
+				j.NextAt, due = now, true
+			}
+		}
+		if !due {
+			return identity.ErrSkip
+		}
+		x.NextWakeAt = nextWake(x, now)
+		return r.store.MarkDue(ctx, tenant, employee, now)
+	})
+	if err != nil {
+		r.log.Warn("inbound command result left to the next poll", "employee", employee, "error", err)
+	}
+	r.Wake(tenant, employee)
+}
+
 // Run executes jobs until ctx ends, then waits for the jobs in flight.
 func (r *Runner) Run(ctx context.Context) {
 	defer r.wg.Wait()
@@ -237,12 +272,22 @@ func (r *Runner) Process(ctx context.Context, tenant, id string) error {
 		}
 	}
 	sort.Strings(ids)
-	for _, jid := range ids {
-		next, err := r.runJob(ctx, e, jid)
-		if err != nil {
-			return err
+	// The jobs go to different vendors: they run side by side, so that a vendor that hangs
+	// until the call times out delays no other connector's effect.
+	outs := make([]*identity.Employee, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, jid := range ids {
+		wg.Go(func() { outs[i], errs[i] = r.runJob(ctx, e, jid) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, out := range outs {
+		if out != nil && out.Rev > e.Rev {
+			e = out // the latest write of all
 		}
-		e = next
 	}
 	return r.reschedule(ctx, e, seen, marked)
 }
@@ -358,16 +403,15 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 	}
 	j = e.Jobs[jid]
 
-	callCtx, cancel := context.WithTimeout(ctx, r.callTimeout)
-	stopRenewing := r.renew(callCtx, cancel, e.Tenant, e.ID, jid, token)
-	res := r.execute(callCtx, e, j, polling)
-	cancel()
-	stopRenewing()
-
 	t, err := r.store.GetTenant(ctx, e.Tenant)
 	if err != nil {
 		return e, err
 	}
+	callCtx, cancel := context.WithTimeout(ctx, r.callTimeout)
+	stopRenewing := r.renew(callCtx, cancel, e.Tenant, e.ID, jid, token)
+	res := r.execute(callCtx, e, j, t.Policy, polling)
+	cancel()
+	stopRenewing()
 	out, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		j := x.Jobs[jid]
 		if j == nil || j.LeaseOwner != token || j.State != identity.JobRunning {
@@ -421,7 +465,7 @@ func (r *Runner) renew(ctx context.Context, cancelCall context.CancelFunc, tenan
 				}
 				now := r.svc.now().UTC()
 				until := now.Add(r.svc.leaseFor)
-				j.LeaseUntil, j.Updated = &until, now
+				j.LeaseUntil = &until // not Updated: CommandReported compares NextAt with the lease's start
 				x.NextWakeAt = nextWake(x, now)
 				held = true
 				return nil
@@ -449,12 +493,13 @@ type result struct {
 	note    string
 }
 
-func (r *Runner) execute(ctx context.Context, e *identity.Employee, j *identity.Job, polling bool) result {
+func (r *Runner) execute(ctx context.Context, e *identity.Employee, j *identity.Job, p identity.Policy, polling bool) result {
 	conn, err := r.conns.Open(ctx, e.Tenant, j.Connector)
 	if err != nil {
 		return result{err: err}
 	}
 	person := personOf(e)
+	person.Match = mdm.MatchAttribute(p.DeviceMatch) // which attribute Finders look the person up by
 	req := mdm.Request{Key: j.Key, Action: mdm.Action(j.Action), Tenant: e.Tenant, Person: person,
 		WorkID: j.WorkID, Device: j.Device, Occurred: derefTime(e.Offboarded, j.Created)}
 
@@ -504,6 +549,8 @@ func (r *Runner) execute(ctx context.Context, e *identity.Employee, j *identity.
 
 // record stores the outcome of one attempt in the job (and, for a dispatch, the device jobs).
 func (r *Runner) record(e *identity.Employee, j *identity.Job, res result, p identity.Policy, now time.Time) {
+	// A result reported while the job ran (see CommandReported) is not lost to a long poll wait.
+	reported := j.State == identity.JobRunning && j.NextAt.After(j.Updated)
 	j.LeaseOwner, j.LeaseUntil, j.Updated = "", nil, now
 	err := res.err
 	switch {
@@ -562,6 +609,9 @@ func (r *Runner) record(e *identity.Employee, j *identity.Job, res result, p ide
 		j.State = identity.JobWaiting
 		wait := pollCommand << min(j.Attempts, 6)
 		j.NextAt = now.Add(min(wait, r.maxBackoff))
+		if reported {
+			j.NextAt = now
+		}
 		j.Attempts++
 	}
 }

@@ -113,7 +113,12 @@ func (s *Service) CreateUser(ctx context.Context, actor, tenant string, in UserI
 		return nil, err
 	}
 	token := s.leaseToken()
-	out := Plan(e, s.input(ctx, t, now, actor, false, token))
+	plan, err := s.input(ctx, t, now, actor, false, token)
+	if err != nil {
+		_ = s.store.ReleaseUserName(context.WithoutCancel(ctx), tenant, e.UserNameKey, e.ID)
+		return nil, err
+	}
+	out := Plan(e, plan)
 	if err := s.store.InsertEmployee(ctx, e); err != nil {
 		_ = s.store.ReleaseUserName(context.WithoutCancel(ctx), tenant, e.UserNameKey, e.ID)
 		return nil, err
@@ -139,13 +144,15 @@ func apply(e *identity.Employee, in UserInput) {
 
 // input builds the planning input for a tenant; brake reports whether the caller counted this
 // change as a final offboarding (see offboardingBraked); local jobs are leased to token.
-func (s *Service) input(ctx context.Context, t *identity.Tenant, now time.Time, actor string, braked bool, token string) Input {
+// An unreadable connector list fails the change (the IdP retries it) rather than planning an
+// offboarding without its device effects.
+func (s *Service) input(ctx context.Context, t *identity.Tenant, now time.Time, actor string, braked bool, token string) (Input, error) {
 	conns, err := s.conns.List(ctx, t.ID)
 	if err != nil {
-		s.log.Warn("connectors unavailable for planning", "tenant", t.ID, "error", err)
+		return Input{}, fmt.Errorf("list connectors for planning: %w", err)
 	}
 	return Input{Policy: t.Policy, Now: now, Connectors: conns, Braked: braked,
-		Lease: token, LeaseFor: s.leaseFor, Actor: actor}
+		Lease: token, LeaseFor: s.leaseFor, Actor: actor}, nil
 }
 
 // Mutation changes the SCIM side of an employee (resource, userName, active, ...). It returns
@@ -208,7 +215,11 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 			counted = true
 			braked = s.offboardingBraked(ctx, t, now)
 		}
-		out = Plan(e, s.input(ctx, t, now, actor, braked, token))
+		in, err := s.input(ctx, t, now, actor, braked, token)
+		if err != nil {
+			return err
+		}
+		out = Plan(e, in)
 		if !changed && !out.Changed() {
 			return identity.ErrSkip
 		}

@@ -256,3 +256,40 @@ func indexOf(s, sub string) int {
 	}
 	return -1
 }
+
+func TestABackupTakenWhileRunningRestoresTheData(t *testing.T) {
+	dir := t.TempDir()
+	_, c := start(t, dir)
+	ctx := context.Background()
+	col := c.Database("live").Collection("docs")
+	for i := 0; i < 50; i++ {
+		if _, err := col.InsertOne(ctx, bson.M{"_id": fmt.Sprint("d", i), "n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "backup")
+	files, err := Backup(ctx, dir, out)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("backup: %v %v", files, err)
+	}
+	// Restore into a fresh data directory and read the data back.
+	restored := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(restored, "db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(restored, "db", filepath.Base(files[0])), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, c2 := start(t, restored)
+	n, err := c2.Database("live").Collection("docs").CountDocuments(ctx, bson.M{})
+	if err != nil || n != 50 {
+		t.Fatalf("restored %d documents, %v", n, err)
+	}
+	if _, err := Backup(ctx, dir, out); err == nil {
+		t.Fatal("a second backup into the same directory must refuse to overwrite")
+	}
+}

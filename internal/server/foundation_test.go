@@ -46,7 +46,6 @@ func scimError(t *testing.T, r testenv.Response, status int, scimType string) {
 	}
 }
 
-
 func TestAnEntraUserIsStoredFoundCaseInsensitivelyAndSurvivesARestart(t *testing.T) {
 	env := testenv.Start(t)
 	acme := env.CreateTenant("acme", 10)

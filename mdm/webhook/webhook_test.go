@@ -136,7 +136,10 @@ func TestConformance(t *testing.T) {
 			}
 			return open(t, srv, s), rc
 		},
-		Person: mdm.Person{ID: "emp-42", UserName: "jane.doe@example.com", ExternalID: "00u1abcd"},
+		Person:  mdm.Person{ID: "emp-42", UserName: "jane.doe@example.com", ExternalID: "00u1abcd"},
+		Config:  json.RawMessage(`{"url":"https://hooks.example.com/offboard","secret":"` + secret + `"}`),
+		Redact:  webhook.Redact,
+		Secrets: []string{secret, "a-different-secret-of-enough-length"},
 	})
 }
 

@@ -5,6 +5,7 @@ package builtin
 import (
 	"net/http"
 
+	"github.com/offboard/offboard/identity/threemawork"
 	"github.com/offboard/offboard/internal/connectors"
 	"github.com/offboard/offboard/mdm"
 	"github.com/offboard/offboard/mdm/intune"
@@ -18,6 +19,7 @@ import (
 func Kinds() map[string]connectors.Kind {
 	return map[string]connectors.Kind{
 		"webhook":      {Open: webhook.Open, Redact: webhook.Redact, Notifier: true},
+		"threemawork":  {Open: threemawork.Open, Redact: threemawork.Redact, Notifier: true},
 		"intune":       {Open: intune.Open, Redact: intune.Redact},
 		"jamf":         {Open: jamf.Open, Redact: jamf.Redact},
 		"workspaceone": {Open: workspaceone.Open, Redact: workspaceone.Redact},

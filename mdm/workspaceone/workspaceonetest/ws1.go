@@ -1,35 +1,55 @@
-package workspaceone_test
+// Package workspaceonetest is an httptest fake of the parts of the Workspace ONE UEM REST API v1
+// (and its OAuth token endpoint) that the Workspace ONE connector uses. It refuses what Workspace
+// ONE refuses (a missing aw-tenant-code, bad credentials, a missing API version, device commands
+// with a body, uninstall bodies of the wrong shape) and implements mdmtest.Fake, so the
+// connector's own tests and Offboard's end-to-end tests drive the same wire format.
+package workspaceonetest
 
 import (
+	_ "embed"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/offboard/offboard/mdm/mdmtest"
 )
 
+// The credentials and app the fake knows.
 const (
-	tenantCode   = "1Ab2Cd3Ef4Gh5Ij6Kl7Mn8Op9Qr0StUvWxYz=="
-	clientID     = "3c9e0b7a51d24f6e8a1b2c3d4e5f6a7b"
-	clientSecret = "A1B2C3D4E5F60718293A4B5C6D7E8F90"
-	username     = "svc-offboard"
-	password     = "b4sic-p4ssw0rd!"
-	appID        = 4711
+	TenantCode   = "1Ab2Cd3Ef4Gh5Ij6Kl7Mn8Op9Qr0StUvWxYz=="
+	ClientID     = "3c9e0b7a51d24f6e8a1b2c3d4e5f6a7b"
+	ClientSecret = "A1B2C3D4E5F60718293A4B5C6D7E8F90"
+	Username     = "svc-offboard"
+	Password     = "b4sic-p4ssw0rd!"
+	AppID        = 4711
 )
 
-// fakeWS1 speaks the parts of the Workspace ONE UEM REST API v1 (and its OAuth token endpoint)
-// the connector uses, and refuses what Workspace ONE refuses: a missing aw-tenant-code, bad
-// credentials, a missing API version, device commands with a body, uninstall bodies of the
-// wrong shape.
-type fakeWS1 struct {
-	t   *testing.T
+// Jane has two devices: a corporate iPhone and an employee-owned Android phone. The enrollment
+// user is "jane.doe" (her userName without the domain: use stripDomain).
+const (
+	JaneUserName = "jane.doe"
+	JaneEmail    = "jane.doe@example.com"
+	JaneIPhone   = "12345"
+	JaneAndroid  = "12346"
+)
+
+//go:embed testdata/devices.json
+var devicesJSON []byte
+
+var _ mdmtest.Fake = (*WS1)(nil)
+
+// WS1 is the fake. Its zero value is not usable; call New.
+type WS1 struct {
+	t   testing.TB
 	srv *httptest.Server
 
 	mu        sync.Mutex
@@ -39,6 +59,13 @@ type fakeWS1 struct {
 	failNext  []failure
 	actions   map[string]int
 	uninstall map[string]int
+	log       []Request
+}
+
+// Request is one request the fake received.
+type Request struct {
+	Method, Path, Query string
+	At                  time.Time
 }
 
 type failure struct {
@@ -46,18 +73,48 @@ type failure struct {
 	header http.Header
 }
 
-func newFakeWS1(t *testing.T) *fakeWS1 {
-	f := &fakeWS1{t: t, valid: map[string]bool{}, actions: map[string]int{}, uninstall: map[string]int{}}
-	raw, err := os.ReadFile("testdata/devices.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(raw, &f.devices); err != nil {
+// New starts a fake on a TLS httptest server that stops when the test ends.
+func New(t testing.TB) *WS1 {
+	f := &WS1{t: t, valid: map[string]bool{}, actions: map[string]int{}, uninstall: map[string]int{}}
+	if err := json.Unmarshal(devicesJSON, &f.devices); err != nil {
 		t.Fatal(err)
 	}
 	f.srv = httptest.NewTLSServer(f)
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// URL is the API server's URL; the token endpoint is URL()+"/connect/token".
+func (f *WS1) URL() string { return f.srv.URL }
+
+// Server is the underlying TLS server.
+func (f *WS1) Server() *httptest.Server { return f.srv }
+
+// Client returns an HTTP client that trusts the fake's certificate.
+func (f *WS1) Client() *http.Client { return f.srv.Client() }
+
+// Uninstalls counts the app uninstalls sent for a device.
+func (f *WS1) Uninstalls(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.uninstall[id]
+}
+
+// EnrollmentStatus is a device's EnrollmentStatus ("" for an unknown device).
+func (f *WS1) EnrollmentStatus(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d := f.device(id); d != nil {
+		return d["EnrollmentStatus"].(string)
+	}
+	return ""
+}
+
+// Requests lists the requests received so far, oldest first.
+func (f *WS1) Requests() []Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.log)
 }
 
 func ws1Err(w http.ResponseWriter, status, code int, msg string) {
@@ -71,9 +128,10 @@ func writeJSON(w http.ResponseWriter, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func (f *fakeWS1) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (f *WS1) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.log = append(f.log, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, At: time.Now()})
 	if r.URL.Path == "/connect/token" {
 		f.token(w, r)
 		return
@@ -113,15 +171,15 @@ func (f *fakeWS1) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case r.Method == "POST" && len(parts) == 4 && parts[1] == "devices" && parts[3] == "commands":
 		f.command(w, r, parts[2])
-	case r.Method == "POST" && r.URL.Path == "/API/mam/apps/public/"+strconv.Itoa(appID)+"/uninstall":
+	case r.Method == "POST" && r.URL.Path == "/API/mam/apps/public/"+strconv.Itoa(AppID)+"/uninstall":
 		f.uninstallApp(w, r)
 	default:
 		ws1Err(w, http.StatusNotFound, 404, "Endpoint not found")
 	}
 }
 
-func (f *fakeWS1) authorized(r *http.Request) bool {
-	if r.Header.Get("aw-tenant-code") != tenantCode {
+func (f *WS1) authorized(r *http.Request) bool {
+	if r.Header.Get("aw-tenant-code") != TenantCode {
 		return false
 	}
 	auth := r.Header.Get("Authorization")
@@ -130,12 +188,12 @@ func (f *fakeWS1) authorized(r *http.Request) bool {
 	}
 	if b, ok := strings.CutPrefix(auth, "Basic "); ok {
 		raw, _ := base64.StdEncoding.DecodeString(b)
-		return string(raw) == username+":"+password
+		return string(raw) == Username+":"+Password
 	}
 	return false
 }
 
-func (f *fakeWS1) token(w http.ResponseWriter, r *http.Request) {
+func (f *WS1) token(w http.ResponseWriter, r *http.Request) {
 	if r.Method != "POST" || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
 		w.WriteHeader(400)
 		io.WriteString(w, `{"error":"invalid_request"}`)
@@ -147,7 +205,7 @@ func (f *fakeWS1) token(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"error":"unsupported_grant_type"}`)
 		return
 	}
-	if r.PostForm.Get("client_id") != clientID || r.PostForm.Get("client_secret") != clientSecret {
+	if r.PostForm.Get("client_id") != ClientID || r.PostForm.Get("client_secret") != ClientSecret {
 		w.WriteHeader(400) // the identity server answers invalid_client with 400
 		io.WriteString(w, `{"error":"invalid_client"}`)
 		return
@@ -158,7 +216,7 @@ func (f *fakeWS1) token(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"access_token": tok, "expires_in": 3600, "token_type": "Bearer", "scope": "api"})
 }
 
-func (f *fakeWS1) device(id string) map[string]any {
+func (f *WS1) device(id string) map[string]any {
 	for _, d := range f.devices {
 		if strconv.Itoa(int(d["Id"].(map[string]any)["Value"].(float64))) == id {
 			return d
@@ -169,7 +227,7 @@ func (f *fakeWS1) device(id string) map[string]any {
 
 // search matches user names loosely (prefix), as the console's search does, so the connector
 // must keep only exact matches.
-func (f *fakeWS1) search(w http.ResponseWriter, r *http.Request) {
+func (f *WS1) search(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	user := strings.ToLower(q.Get("user"))
 	var match []map[string]any
@@ -191,7 +249,7 @@ func (f *fakeWS1) search(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"Devices": match[from:to], "Page": page, "PageSize": size, "Total": len(match)})
 }
 
-func (f *fakeWS1) command(w http.ResponseWriter, r *http.Request, id string) {
+func (f *WS1) command(w http.ResponseWriter, r *http.Request, id string) {
 	if r.ContentLength != 0 {
 		ws1Err(w, 400, 400, "device commands take no body")
 		return
@@ -212,7 +270,7 @@ func (f *fakeWS1) command(w http.ResponseWriter, r *http.Request, id string) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-func (f *fakeWS1) uninstallApp(w http.ResponseWriter, r *http.Request) {
+func (f *WS1) uninstallApp(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Content-Type") != "application/json" {
 		ws1Err(w, 415, 415, "Unsupported media type")
 		return
@@ -238,19 +296,23 @@ func (f *fakeWS1) uninstallApp(w http.ResponseWriter, r *http.Request) {
 
 // mdmtest.Fake
 
-func (f *fakeWS1) FailNext(status int, h http.Header) {
+// FailNext makes the next API call (not a token request) answer status with header.
+
+func (f *WS1) FailNext(status int, h http.Header) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failNext = append(f.failNext, failure{status, h})
 }
 
-func (f *fakeWS1) RevokeTokens() {
+// RevokeTokens invalidates every access token issued so far.
+func (f *WS1) RevokeTokens() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.valid)
 }
 
-func (f *fakeWS1) RemoveDevice(id string) {
+// RemoveDevice makes Workspace ONE forget a device.
+func (f *WS1) RemoveDevice(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.devices = slices.DeleteFunc(f.devices, func(d map[string]any) bool {
@@ -258,7 +320,8 @@ func (f *fakeWS1) RemoveDevice(id string) {
 	})
 }
 
-func (f *fakeWS1) CompleteCommands(id string) {
+// CompleteCommands carries out a pending wipe: the device is unenrolled.
+func (f *WS1) CompleteCommands(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if d := f.device(id); d != nil && strings.HasSuffix(d["EnrollmentStatus"].(string), "Pending") {
@@ -266,13 +329,15 @@ func (f *fakeWS1) CompleteCommands(id string) {
 	}
 }
 
-func (f *fakeWS1) Actions(target string) int {
+// Actions counts the commands and uninstalls applied to a device.
+func (f *WS1) Actions(target string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.actions[target]
 }
 
-func (f *fakeWS1) TokenRequests() int {
+// TokenRequests counts the access tokens issued.
+func (f *WS1) TokenRequests() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.issued

@@ -1,13 +1,18 @@
-package jamf_test
+// Package jamftest is an httptest fake of the parts of the Jamf Pro API and Classic API that the
+// Jamf connector uses. It refuses what Jamf refuses (missing or stale bearer tokens, RSQL it cannot
+// parse, JSON or XML bodies of the wrong shape or content type), fails the test if more than 5
+// requests are in flight, and implements mdmtest.Fake, so the connector's own tests and Offboard's
+// end-to-end tests drive the same wire format.
+package jamftest
 
 import (
+	_ "embed"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -19,21 +24,40 @@ import (
 	"github.com/offboard/offboard/mdm/mdmtest"
 )
 
+// The API client, app and groups the fake knows.
 const (
-	clientID     = "2f1c5a7e-9b3d-4e8f-a6c0-1d2e3f4a5b6c"
-	clientSecret = "jamf-api-client-s3cret-0123456789"
-	appID        = 12
-	groupID      = 7
-	smartGroupID = 9
+	ClientID     = "2f1c5a7e-9b3d-4e8f-a6c0-1d2e3f4a5b6c"
+	ClientSecret = "jamf-api-client-s3cret-0123456789"
+	AppID        = 12
+	GroupID      = 7
+	SmartGroupID = 9
+	// KioskGroupID is a group the app's scope already excludes.
+	KioskGroupID = 3
+	// BundleID is the app's bundle id.
+	BundleID = "ch.threema.work"
 )
 
-// fakeJamf speaks the parts of the Jamf Pro API and Classic API the connector uses and refuses
-// what Jamf refuses: missing or stale bearer tokens, RSQL it cannot parse, JSON or XML bodies of
-// the wrong shape or content type. It also fails the test if more than 5 requests are in flight.
-type fakeJamf struct {
-	t   *testing.T
+// Jane has two devices: an Institutional iPhone and a personal iPad.
+const (
+	JaneEmail    = "jane.doe@example.com"
+	JaneUsername = "jdoe"
+	JaneIPhone   = "17"
+	JaneIPad     = "23"
+)
+
+//go:embed testdata/mobile_devices.json
+var mobileDevicesJSON []byte
+
+//go:embed testdata/app.xml
+var appXML []byte
+
+var _ mdmtest.Fake = (*Jamf)(nil)
+
+// Jamf is the fake. Its zero value is not usable; call New.
+type Jamf struct {
+	t   testing.TB
 	srv *httptest.Server
-	now time.Time
+	now func() time.Time
 
 	// gate, when set, holds every API request until closed (for the concurrency test).
 	gate     chan struct{}
@@ -50,7 +74,13 @@ type fakeJamf struct {
 	valid      map[string]bool
 	failNext   []failure
 	actions    map[string]int
-	log        []string
+	log        []Request
+}
+
+// Request is one request the fake received.
+type Request struct {
+	Method, Path string
+	At           time.Time
 }
 
 type failure struct {
@@ -78,28 +108,116 @@ type appRecord struct {
 
 var filterRE = regexp.MustCompile(`^(userAndLocation\.emailAddress|userAndLocation\.username|mobileDeviceId|clientManagementId|uuid)=="((?:[^"\\]|\\.)*)"$`)
 
-func newFakeJamf(t *testing.T) *fakeJamf {
-	f := &fakeJamf{t: t, now: mdmtest.Occurred.Add(2 * time.Minute), valid: map[string]bool{},
-		actions: map[string]int{}, members: map[int][]int{3: {}, groupID: {}, smartGroupID: {}}}
-	raw, err := os.ReadFile("testdata/mobile_devices.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(raw, &f.devices); err != nil {
-		t.Fatal(err)
-	}
-	raw, err = os.ReadFile("testdata/app.xml")
-	if err != nil {
+// New starts a fake on a TLS httptest server that stops when the test ends. Its clock stands
+// two minutes after mdmtest.Occurred until SetClock or SetNow.
+func New(t testing.TB) *Jamf {
+	start := mdmtest.Occurred.Add(2 * time.Minute)
+	f := &Jamf{t: t, now: func() time.Time { return start }, valid: map[string]bool{},
+		actions: map[string]int{}, members: map[int][]int{KioskGroupID: {}, GroupID: {}, SmartGroupID: {}}}
+	if err := json.Unmarshal(mobileDevicesJSON, &f.devices); err != nil {
 		t.Fatal(err)
 	}
 	var app appRecord
-	if err := xml.Unmarshal(raw, &app); err != nil {
+	if err := xml.Unmarshal(appXML, &app); err != nil {
 		t.Fatal(err)
 	}
 	f.exclusions = *app.Scope.Exclusions.Groups
 	f.srv = httptest.NewTLSServer(f)
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// URL is the Jamf Pro server's URL.
+func (f *Jamf) URL() string { return f.srv.URL }
+
+// Server is the underlying TLS server.
+func (f *Jamf) Server() *httptest.Server { return f.srv }
+
+// Client returns an HTTP client that trusts the fake's certificate.
+func (f *Jamf) Client() *http.Client { return f.srv.Client() }
+
+// SetClock makes the fake read its time (command dates) from now.
+func (f *Jamf) SetClock(now func() time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = now
+}
+
+// SetNow fixes the fake's time at t.
+func (f *Jamf) SetNow(t time.Time) { f.SetClock(func() time.Time { return t }) }
+
+// Now is the fake's current time.
+func (f *Jamf) Now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now()
+}
+
+// Hold makes every API request wait until gate is closed; each held request is first announced
+// on arrived.
+func (f *Jamf) Hold(gate, arrived chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gate, f.arrived = gate, arrived
+}
+
+// Peak is the most requests that were in flight at once.
+func (f *Jamf) Peak() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.peak
+}
+
+// Exclusions lists the ids of the groups the app's scope excludes.
+func (f *Jamf) Exclusions() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []int
+	for _, g := range f.exclusions {
+		out = append(out, g.ID)
+	}
+	return out
+}
+
+// Members lists the device ids in a static group.
+func (f *Jamf) Members(group int) []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.members[group])
+}
+
+// SetCommandStatus sets the status of the n-th MDM command sent (0-based).
+func (f *Jamf) SetCommandStatus(n int, status string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.commands[n]["status"] = status
+}
+
+// Commands counts the MDM commands sent.
+func (f *Jamf) Commands() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.commands)
+}
+
+// HasApp reports whether the device's inventory lists the app.
+func (f *Jamf) HasApp(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.deviceBy("mobileDeviceId", id)
+	if d == nil {
+		return false
+	}
+	return slices.ContainsFunc(d["applications"].([]any), func(a any) bool {
+		return a.(map[string]any)["identifier"] == BundleID
+	})
+}
+
+// Requests lists the requests received so far, oldest first.
+func (f *Jamf) Requests() []Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.log)
 }
 
 func apiErr(w http.ResponseWriter, status int, code, desc string) {
@@ -127,7 +245,7 @@ func writeXML(w http.ResponseWriter, status int, s string) {
 	io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?>`+s)
 }
 
-func (f *fakeJamf) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (f *Jamf) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.inflight++
 	f.peak = max(f.peak, f.inflight)
@@ -144,7 +262,7 @@ func (f *fakeJamf) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.log = append(f.log, r.Method+" "+r.URL.Path)
+	f.log = append(f.log, Request{Method: r.Method, Path: r.URL.Path, At: f.now()})
 	if r.URL.Path == "/api/oauth/token" {
 		f.token(w, r)
 		return
@@ -190,7 +308,7 @@ func (f *fakeJamf) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (f *fakeJamf) token(w http.ResponseWriter, r *http.Request) {
+func (f *Jamf) token(w http.ResponseWriter, r *http.Request) {
 	if r.Method != "POST" || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
 		writeJSON(w, 400, map[string]string{"error": "invalid_request"})
 		return
@@ -200,7 +318,7 @@ func (f *fakeJamf) token(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 400, map[string]string{"error": "unsupported_grant_type"})
 		return
 	}
-	if r.PostForm.Get("client_id") != clientID || r.PostForm.Get("client_secret") != clientSecret {
+	if r.PostForm.Get("client_id") != ClientID || r.PostForm.Get("client_secret") != ClientSecret {
 		writeJSON(w, 401, map[string]string{"error": "invalid_client", "error_description": "Client authentication failed"})
 		return
 	}
@@ -214,7 +332,7 @@ func unquoteRSQL(s string) string {
 	return regexp.MustCompile(`\\(.)`).ReplaceAllString(s, "$1")
 }
 
-func (f *fakeJamf) inventory(w http.ResponseWriter, r *http.Request) {
+func (f *Jamf) inventory(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	m := filterRE.FindStringSubmatch(q.Get("filter"))
 	if m == nil || !slices.Contains([]string{"userAndLocation.emailAddress", "userAndLocation.username", "mobileDeviceId"}, m[1]) {
@@ -257,7 +375,7 @@ func (f *fakeJamf) inventory(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]any{"totalCount": len(match), "results": append([]map[string]any{}, match[from:to]...)})
 }
 
-func (f *fakeJamf) deviceBy(key, value string) map[string]any {
+func (f *Jamf) deviceBy(key, value string) map[string]any {
 	for _, d := range f.devices {
 		if d[key] == value {
 			return d
@@ -266,7 +384,7 @@ func (f *fakeJamf) deviceBy(key, value string) map[string]any {
 	return nil
 }
 
-func (f *fakeJamf) sendCommand(w http.ResponseWriter, r *http.Request) {
+func (f *Jamf) sendCommand(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Content-Type") != "application/json" {
 		apiErr(w, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json")
 		return
@@ -297,13 +415,13 @@ func (f *fakeJamf) sendCommand(w http.ResponseWriter, r *http.Request) {
 	id := fmt.Sprintf("3f1e8c1a-0000-4000-8000-%012d", len(f.commands)+1)
 	f.commands = append(f.commands, map[string]any{
 		"uuid": id, "clientManagementId": d["managementId"], "clientType": "MOBILE_DEVICE",
-		"commandType": "ERASE_DEVICE", "status": "Pending", "dateSent": f.now.Format(time.RFC3339Nano),
+		"commandType": "ERASE_DEVICE", "status": "Pending", "dateSent": f.now().UTC().Format(time.RFC3339Nano),
 	})
 	f.actions[d["mobileDeviceId"].(string)]++
 	writeJSON(w, 201, []map[string]string{{"id": id, "href": "/api/v2/mdm/commands/" + id}})
 }
 
-func (f *fakeJamf) listCommands(w http.ResponseWriter, r *http.Request) {
+func (f *Jamf) listCommands(w http.ResponseWriter, r *http.Request) {
 	m := filterRE.FindStringSubmatch(r.URL.Query().Get("filter"))
 	if m == nil || (m[1] != "clientManagementId" && m[1] != "uuid") {
 		apiErr(w, 400, "INVALID_RSQL_FILTER", "All url must contain minimum one filter field")
@@ -321,7 +439,7 @@ func (f *fakeJamf) listCommands(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]any{"totalCount": len(out), "results": append([]map[string]any{}, out...)})
 }
 
-func (f *fakeJamf) classic(w http.ResponseWriter, r *http.Request) {
+func (f *Jamf) classic(w http.ResponseWriter, r *http.Request) {
 	if r.Method == "PUT" && !strings.HasPrefix(r.Header.Get("Content-Type"), "application/xml") && !strings.HasPrefix(r.Header.Get("Content-Type"), "text/xml") {
 		classicErr(w, 415, "Unsupported Media Type")
 		return
@@ -330,14 +448,14 @@ func (f *fakeJamf) classic(w http.ResponseWriter, r *http.Request) {
 		classicErr(w, 406, "Not Acceptable")
 		return
 	}
-	appPath := "/JSSResource/mobiledeviceapplications/id/" + strconv.Itoa(appID)
+	appPath := "/JSSResource/mobiledeviceapplications/id/" + strconv.Itoa(AppID)
 	switch {
 	case r.URL.Path == appPath && r.Method == "GET":
 		var ex strings.Builder
 		for _, g := range f.exclusions {
 			fmt.Fprintf(&ex, "<mobile_device_group><id>%d</id><name>%s</name></mobile_device_group>", g.ID, g.Name)
 		}
-		writeXML(w, 200, `<mobile_device_application><general><id>12</id><name>Threema Work</name><bundle_id>ch.threema.work</bundle_id></general>`+
+		writeXML(w, 200, `<mobile_device_application><general><id>12</id><name>Threema Work</name><bundle_id>`+BundleID+`</bundle_id></general>`+
 			`<scope><all_mobile_devices>true</all_mobile_devices><exclusions><mobile_devices/><mobile_device_groups>`+ex.String()+
 			`</mobile_device_groups><users/></exclusions></scope></mobile_device_application>`)
 	case r.URL.Path == appPath && r.Method == "PUT":
@@ -352,7 +470,7 @@ func (f *fakeJamf) classic(w http.ResponseWriter, r *http.Request) {
 				classicErr(w, 409, "Error: Problem with mobile device group in scope")
 				return
 			}
-			next = append(next, groupRef{ID: g.ID, Name: map[int]string{3: "Kiosk iPads", groupID: "Offboarding - remove Threema", smartGroupID: "All iPhones"}[g.ID]})
+			next = append(next, groupRef{ID: g.ID, Name: map[int]string{KioskGroupID: "Kiosk iPads", GroupID: "Offboarding - remove Threema", SmartGroupID: "All iPhones"}[g.ID]})
 		}
 		f.exclusions = next
 		writeXML(w, 201, "<mobile_device_application><id>12</id></mobile_device_application>")
@@ -369,7 +487,7 @@ func (f *fakeJamf) classic(w http.ResponseWriter, r *http.Request) {
 				fmt.Fprintf(&ds, "<mobile_device><id>%d</id></mobile_device>", id)
 			}
 			writeXML(w, 200, fmt.Sprintf("<mobile_device_group><id>%d</id><is_smart>%v</is_smart><mobile_devices><size>%d</size>%s</mobile_devices></mobile_device_group>",
-				gid, gid == smartGroupID, len(members), ds.String()))
+				gid, gid == SmartGroupID, len(members), ds.String()))
 			return
 		}
 		var body struct {
@@ -401,19 +519,23 @@ func (f *fakeJamf) classic(w http.ResponseWriter, r *http.Request) {
 
 // mdmtest.Fake
 
-func (f *fakeJamf) FailNext(status int, h http.Header) {
+// FailNext makes the next API call (not a token request) answer status with header.
+
+func (f *Jamf) FailNext(status int, h http.Header) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failNext = append(f.failNext, failure{status, h})
 }
 
-func (f *fakeJamf) RevokeTokens() {
+// RevokeTokens invalidates every access token issued so far.
+func (f *Jamf) RevokeTokens() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.valid)
 }
 
-func (f *fakeJamf) RemoveDevice(id string) {
+// RemoveDevice makes Jamf forget a device.
+func (f *Jamf) RemoveDevice(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.devices = slices.DeleteFunc(f.devices, func(d map[string]any) bool { return d["mobileDeviceId"] == id })
@@ -421,7 +543,7 @@ func (f *fakeJamf) RemoveDevice(id string) {
 
 // CompleteCommands acknowledges the device's commands and, if the device is in a group the
 // app's scope excludes, removes the app from its inventory.
-func (f *fakeJamf) CompleteCommands(id string) {
+func (f *Jamf) CompleteCommands(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d := f.deviceBy("mobileDeviceId", id)
@@ -438,19 +560,21 @@ func (f *fakeJamf) CompleteCommands(id string) {
 		if slices.Contains(f.members[g.ID], n) {
 			apps := d["applications"].([]any)
 			d["applications"] = slices.DeleteFunc(apps, func(a any) bool {
-				return a.(map[string]any)["identifier"] == "ch.threema.work"
+				return a.(map[string]any)["identifier"] == BundleID
 			})
 		}
 	}
 }
 
-func (f *fakeJamf) Actions(target string) int {
+// Actions counts the erases and offboarding-group additions applied to a device.
+func (f *Jamf) Actions(target string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.actions[target]
 }
 
-func (f *fakeJamf) TokenRequests() int {
+// TokenRequests counts the access tokens issued.
+func (f *Jamf) TokenRequests() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.issued
