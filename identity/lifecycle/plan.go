@@ -117,12 +117,14 @@ func Plan(e *identity.Employee, in Input) Outcome {
 		e.Record(now, "created", "created inactive", in.Actor)
 	}
 
-	// A seat the employee holds but no longer needs (an acquisition that completed after a
-	// deactivation) is given back.
-	if e.Seat.State == identity.SeatHeld && !holdsLicense(e.State) && e.State != identity.StatePendingSeat {
-		addJob(e, in, jobID(e.Generation, identity.ActionReleaseSeat), identity.ActionReleaseSeat, func(j *identity.Job) {
-			j.SeatOp = seatOp(e.ID, e.Generation, "r")
-		})
+	// A seat the employee holds but no longer needs is given back: an acquisition that
+	// completed after a deactivation, or the seat of an earlier generation while a re-hired
+	// employee waits in line for its own.
+	if e.Seat.State == identity.SeatHeld {
+		g := seatGen(e)
+		if !holdsLicense(e.State) && e.State != identity.StatePendingSeat || e.State == identity.StatePendingSeat && g < e.Generation {
+			releaseSeat(e, in, g)
+		}
 	}
 	e.NextWakeAt = nextWake(e, now)
 	return out
@@ -130,13 +132,14 @@ func Plan(e *identity.Employee, in Input) Outcome {
 
 func hire(e *identity.Employee, in Input, out *Outcome) {
 	now := in.Now.UTC()
-	if e.State == identity.StateOffboarded || e.Generation == 0 {
-		e.Generation++
-	}
+	// Every hire is a new generation, with its own seat operation, job ids and idempotency keys:
+	// a joiner dropped from the seat queue and activated again must not find its cancelled
+	// acquisition under the same id (it would wait forever).
 	kind := "joined"
-	if e.Generation > 1 {
+	if e.State == identity.StateOffboarded {
 		kind = "rehired"
 	}
+	e.Generation++
 	e.State = identity.StatePendingSeat
 	e.SeatQueued = &now
 	e.Offboarded = nil
@@ -168,9 +171,7 @@ func offboard(e *identity.Employee, in Input, out *Outcome) {
 		addJob(e, in, jobID(gen, identity.ActionRevokeID), identity.ActionRevokeID, func(j *identity.Job) { j.WorkID = id })
 	}
 	if e.Seat.State == identity.SeatHeld {
-		addJob(e, in, jobID(gen, identity.ActionReleaseSeat), identity.ActionReleaseSeat, func(j *identity.Job) {
-			j.SeatOp = seatOp(e.ID, gen, "r")
-		})
+		releaseSeat(e, in, seatGen(e))
 	}
 	if in.Policy.Wipe != identity.WipeNone {
 		for _, c := range in.Connectors {
@@ -199,6 +200,24 @@ func offboard(e *identity.Employee, in Input, out *Outcome) {
 	}
 	e.Record(now, "offboarded", reason, in.Actor)
 	out.Offboarded = true
+}
+
+// seatGen is the generation whose acquisition took the seat e holds.
+func seatGen(e *identity.Employee) int {
+	for _, j := range e.Jobs {
+		if j.Action == identity.ActionAcquireSeat && j.SeatOp == e.Seat.Op {
+			return j.Generation
+		}
+	}
+	return e.Generation
+}
+
+// releaseSeat adds the job that gives back the seat acquired in generation gen. There is one
+// acquisition per generation, so one release per generation gives each seat back exactly once.
+func releaseSeat(e *identity.Employee, in Input, gen int) {
+	addJob(e, in, jobID(gen, identity.ActionReleaseSeat), identity.ActionReleaseSeat, func(j *identity.Job) {
+		j.SeatOp, j.Generation = seatOp(e.ID, gen, "r"), gen
+	})
 }
 
 // DeviceJob adds the job for one device found or attached during a dispatch: remove the app,

@@ -23,6 +23,8 @@ const (
 	DefaultPoll        = time.Second
 	DefaultSweep       = 2 * time.Minute
 	DefaultWorkers     = 8
+	// DefaultCallTimeout bounds one vendor call; its lease is renewed while it runs.
+	DefaultCallTimeout = 30 * time.Second
 	// pollCommand is the first delay before asking a vendor whether an accepted command ran.
 	pollCommand = 15 * time.Second
 	// maxWaiting is how long an accepted command may stay unconfirmed before the job fails.
@@ -45,6 +47,7 @@ type Runner struct {
 	poll        time.Duration
 	sweep       time.Duration
 	workers     int
+	callTimeout time.Duration
 	observe     func(job *identity.Job, outcome string)
 	onWaiting   func(ctx context.Context, tenant, employee, connector, command string)
 
@@ -71,6 +74,9 @@ func WithIntervals(poll, sweep time.Duration) RunnerOption {
 	return func(r *Runner) { r.poll, r.sweep = poll, sweep }
 }
 
+// WithCallTimeout sets the timeout of one vendor call.
+func WithCallTimeout(d time.Duration) RunnerOption { return func(r *Runner) { r.callTimeout = d } }
+
 // WithWorkers sets how many employees are processed concurrently.
 func WithWorkers(n int) RunnerOption { return func(r *Runner) { r.workers = n } }
 
@@ -90,7 +96,7 @@ func NewRunner(svc *Service, opts ...RunnerOption) *Runner {
 	r := &Runner{
 		svc: svc, store: svc.store, conns: svc.conns, log: svc.log,
 		maxAttempts: DefaultMaxAttempts, baseBackoff: DefaultBaseBackoff, maxBackoff: DefaultMaxBackoff,
-		poll: DefaultPoll, sweep: DefaultSweep, workers: DefaultWorkers,
+		poll: DefaultPoll, sweep: DefaultSweep, workers: DefaultWorkers, callTimeout: DefaultCallTimeout,
 		observe:   func(*identity.Job, string) {},
 		onWaiting: func(context.Context, string, string, string, string) {},
 		wakeCh:    make(chan target, 4096), busy: map[string]bool{}, again: map[string]bool{},
@@ -193,6 +199,9 @@ func (r *Runner) sweepAll(ctx context.Context) {
 		} else if err := r.store.MarkDue(ctx, d.Tenant, d.Employee, d.At); err != nil {
 			r.log.Warn("due mark not repaired", "employee", d.Employee, "error", err)
 		}
+	}
+	if err := r.Housekeep(ctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("housekeeping incomplete", "error", err)
 	}
 }
 
@@ -310,14 +319,20 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 	if !want {
 		return e, nil
 	}
-	// A joiner waiting for a seat only tries when first in line (first come, first served).
+	// A joiner waiting for a seat only tries when first in line (first come, first served). It
+	// is (re)queued under the time it started waiting first, which restores its place if a
+	// crash lost its queue entry. A joiner that already holds its seat (the ID could not be
+	// issued yet) only needs its ID and waits for nobody.
 	var head string
-	if e.State == identity.StatePendingSeat && e.SeatQueued != nil {
+	if e.State == identity.StatePendingSeat && e.SeatQueued != nil && !(e.Seat.State == identity.SeatHeld && seatGen(e) == e.Generation) {
+		if err := r.store.QueueForSeat(ctx, e.Tenant, e.ID, *e.SeatQueued); err != nil {
+			return e, err
+		}
 		if heads, err := r.store.SeatQueue(ctx, e.Tenant, 1); err == nil && len(heads) > 0 {
 			head = heads[0]
 		}
 	}
-	leased := false
+	leased, token := false, r.svc.leaseToken()
 	next, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		leased = false
 		now := r.svc.now().UTC()
@@ -329,7 +344,7 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 				j.NextAt = now.Add(seatRetry)
 				continue
 			}
-			lease(j, r.svc.owner, now, r.svc.leaseFor)
+			lease(j, token, now, r.svc.leaseFor)
 			leased = true
 		}
 		x.NextWakeAt = nextWake(x, now)
@@ -341,7 +356,7 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 	if !leased {
 		return next, nil
 	}
-	done, err := r.svc.runLocal(ctx, next)
+	done, err := r.svc.runLocal(ctx, next, token)
 	if err != nil || done == nil {
 		return next, err
 	}
@@ -367,7 +382,7 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 		return e, nil
 	}
 	polling := j.State == identity.JobWaiting
-	leased := false
+	leased, token := false, r.svc.leaseToken()
 	e, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		leased = false
 		j := x.Jobs[jid]
@@ -379,7 +394,7 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 		if !polling {
 			j.Attempts++
 		}
-		lease(j, r.svc.owner, now, r.svc.leaseFor)
+		lease(j, token, now, r.svc.leaseFor)
 		leased = true
 		return nil
 	})
@@ -392,12 +407,14 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 	if err != nil {
 		return e, err
 	}
-	callCtx, cancel := context.WithTimeout(ctx, r.svc.leaseFor/2)
+	callCtx, cancel := context.WithTimeout(ctx, r.callTimeout)
+	stopRenewing := r.renew(callCtx, cancel, e.Tenant, e.ID, jid, token)
 	res := r.execute(callCtx, e, j, t.Policy, polling)
 	cancel()
+	stopRenewing()
 	out, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		j := x.Jobs[jid]
-		if j == nil || j.LeaseOwner != r.svc.owner || j.State != identity.JobRunning {
+		if j == nil || j.LeaseOwner != token || j.State != identity.JobRunning {
 			return identity.ErrSkip // lease lost: the effect was idempotent, the new owner records it
 		}
 		now := r.svc.now().UTC()
@@ -414,6 +431,57 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 		r.onWaiting(ctx, out.Tenant, out.ID, done.Connector, done.Command.ID)
 	}
 	return out, nil
+}
+
+// renew keeps the lease of a running vendor call: every third of the lease it extends the
+// lease by a full one, so a call may take its whole timeout while a dead worker's job is
+// taken over within one lease. If the lease is lost (this worker stalled past it and another
+// one took the job), the call is cancelled: the new owner repeats it under the same key. The
+// returned function stops the renewal and waits for it.
+func (r *Runner) renew(ctx context.Context, cancelCall context.CancelFunc, tenant, id, jid, token string) func() {
+	every := r.svc.leaseFor / 3
+	if every <= 0 {
+		return func() {}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			held := false
+			_, err := r.store.UpdateEmployee(context.WithoutCancel(ctx), tenant, id, func(x *identity.Employee) error {
+				held = false
+				j := x.Jobs[jid]
+				if j == nil || j.LeaseOwner != token || j.State != identity.JobRunning {
+					return identity.ErrSkip
+				}
+				now := r.svc.now().UTC()
+				until := now.Add(r.svc.leaseFor)
+				j.LeaseUntil = &until // not Updated: CommandReported compares NextAt with the lease's start
+				x.NextWakeAt = nextWake(x, now)
+				held = true
+				return nil
+			})
+			if err != nil {
+				r.log.Warn("lease not renewed", "employee", id, "job", jid, "error", err)
+				continue
+			}
+			if !held {
+				r.log.Warn("lease lost during a vendor call; the new owner repeats it", "employee", id, "job", jid)
+				cancelCall()
+				return
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
 }
 
 // result is what one execution of an external job produced.

@@ -105,9 +105,12 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // EnsureSchema creates every collection and index. It is idempotent and runs at start-up.
 func (s *Store) EnsureSchema(ctx context.Context) error {
-	unique := options.Index().SetUnique(true)
+	// A fresh builder per index: the driver writes the generated name into the builder it is
+	// given, so a shared one named the second unique index after the first, differently on
+	// every start (map order), and the next start failed with IndexOptionsConflict.
+	unique := func(name string) *options.IndexOptionsBuilder { return options.Index().SetUnique(true).SetName(name) }
 	indexes := map[string][]mongo.IndexModel{
-		colTenants:   {{Keys: bson.D{{Key: "nameKey", Value: 1}}, Options: unique}},
+		colTenants:   {{Keys: bson.D{{Key: "nameKey", Value: 1}}, Options: unique("nameKey_1")}},
 		colTokens:    {{Keys: bson.D{{Key: "tenant", Value: 1}}}},
 		colEmployees: {{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "userNameKey", Value: 1}}, Options: options.Index().SetUnique(true).SetName("tenant_userNameKey")}},
 		colKeys:      {{Keys: bson.D{{Key: "at", Value: 1}}}},
@@ -117,18 +120,28 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 		colDue:       {{Keys: bson.D{{Key: "at", Value: 1}}}},
 		colAudit:     {{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "at", Value: 1}}}},
 		colConnectors: {
-			{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "name", Value: 1}}, Options: unique},
+			{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "name", Value: 1}}, Options: unique("tenant_1_name_1")},
 		},
 		colCommands: {{Keys: bson.D{{Key: "connector", Value: 1}}}},
 		colMeta:     {{Keys: bson.D{{Key: "kind", Value: 1}}}},
 		colPending:  {{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "at", Value: 1}}}},
 	}
 	for col, models := range indexes {
-		if _, err := s.db.Collection(col).Indexes().CreateMany(ctx, models); err != nil {
-			return wrap("create indexes on "+col, err)
+		for _, m := range models {
+			_, err := s.db.Collection(col).Indexes().CreateOne(ctx, m)
+			if err != nil && !sameKeysOtherName(err) {
+				return wrap("create indexes on "+col, err)
+			}
 		}
 	}
 	return nil
+}
+
+// sameKeysOtherName reports IndexOptionsConflict: an index with these keys exists under
+// another name (databases created by a version that named indexes inconsistently).
+func sameKeysOtherName(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCode(85)
 }
 
 // Drop deletes the whole database (tests).

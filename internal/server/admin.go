@@ -673,10 +673,27 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) auditAdmin(r *http.Request, tenant, action, target string, before, after any) {
 	e := &identity.AuditEntry{ID: lifecycle.NewID(), Tenant: tenant, At: s.cfg.Now().UTC(),
-		Actor: adminFrom(r.Context()).Actor, Action: action, Target: target, Before: before, After: after}
+		Actor: adminFrom(r.Context()).Actor, Action: action, Target: target, Before: jsonShape(before), After: jsonShape(after)}
 	if err := s.cfg.Store.AppendAudit(r.Context(), e); err != nil {
 		s.cfg.Log.Warn("audit entry not written", "action", action, "error", err)
 	}
+}
+
+// jsonShape stores a value as the admin API shows it (a policy's durations as "72h0m0s", not
+// as BSON nanoseconds), so the audit log reads like the API it records.
+func jsonShape(v any) any {
+	if v == nil {
+		return nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return v
+	}
+	return out
 }
 
 func readLimited(r *http.Request, limit int64) ([]byte, error) {
