@@ -18,6 +18,10 @@ type ConnectorInfo struct {
 	// Notifier connectors (the webhook) get one person-level job; the others get a dispatch job
 	// that finds the person's devices and fans out into one job per device.
 	Notifier bool
+	// Messenger connectors (threemawork) manage the messenger's licenses themselves: every final
+	// offboarding withdraws the license there, whatever the wipe policy, without brake or
+	// approval — like the built-in registry's own lock-out.
+	Messenger bool
 }
 
 // Input is everything Plan decides from besides the employee itself.
@@ -173,8 +177,19 @@ func offboard(e *identity.Employee, in Input, out *Outcome) {
 	if e.Seat.State == identity.SeatHeld {
 		releaseSeat(e, in, seatGen(e))
 	}
+	for _, c := range in.Connectors {
+		if c.Messenger {
+			addJob(e, in, jobID(gen, identity.ActionRevokeLicense, c.ID), identity.ActionRevokeLicense, func(j *identity.Job) {
+				j.Connector, j.WorkID = c.ID, e.WorkID
+			})
+			out.External = true
+		}
+	}
 	if in.Policy.Wipe != identity.WipeNone {
 		for _, c := range in.Connectors {
+			if c.Messenger {
+				continue
+			}
 			state := identity.JobPending
 			if in.Braked {
 				state = identity.JobBraked

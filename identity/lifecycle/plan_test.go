@@ -279,6 +279,17 @@ func TestPlan(t *testing.T) {
 			},
 		},
 		{
+			name: "a messenger connector withdraws the license whatever the wipe policy and the brake",
+			emp:  func() *identity.Employee { e := licensed(1); e.Active = false; return e },
+			in: Input{Policy: identity.Policy{Wipe: identity.WipeNone}, Now: t0, Braked: true,
+				Connectors: []ConnectorInfo{webhook, {ID: "tw1", Name: "threema", Type: "threemawork", Notifier: true, Messenger: true}}},
+			out: Outcome{Offboarded: true, External: true}, state: identity.StateOffboarded,
+			jobs: map[string]string{
+				"g1:acquire_seat": "acquire_seat/done", "g1:revoke_id": "revoke_id/pending", "g1:release_seat": "release_seat/pending",
+				"g1:revoke_license:tw1": "revoke_license/pending",
+			},
+		},
+		{
 			name: "the device policy turns the webhook's event into a full wipe waiting for approval",
 			emp:  func() *identity.Employee { e := licensed(1); e.Active = false; return e },
 			in: Input{Policy: identity.Policy{Wipe: identity.WipeDevice}, Now: t0,

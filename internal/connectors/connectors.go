@@ -27,6 +27,9 @@ type Kind struct {
 	Redact func(json.RawMessage) json.RawMessage
 	// Notifier kinds get one person-level job per offboarding instead of device jobs.
 	Notifier bool
+	// Messenger kinds bridge to an external messenger's license management (see
+	// lifecycle.ConnectorInfo.Messenger); they are Notifiers too.
+	Messenger bool
 	// Hook, if set, makes the kind receive results on an inbound webhook URL with a secret.
 	Hook *Hook
 }
@@ -209,7 +212,7 @@ func (m *Manager) List(ctx context.Context, tenant string) ([]lifecycle.Connecto
 	}
 	infos := make([]lifecycle.ConnectorInfo, 0, len(cs))
 	for _, c := range cs {
-		infos = append(infos, lifecycle.ConnectorInfo{ID: c.ID, Name: c.Name, Type: c.Type, Notifier: m.kinds[c.Type].Notifier})
+		infos = append(infos, lifecycle.ConnectorInfo{ID: c.ID, Name: c.Name, Type: c.Type, Notifier: m.kinds[c.Type].Notifier, Messenger: m.kinds[c.Type].Messenger})
 	}
 	m.mu.Lock()
 	m.list[tenant] = listed{at: m.now(), infos: infos}
