@@ -229,3 +229,20 @@ var ErrDeviceGone = errors.New("device no longer managed")
 
 // ErrUnsupported means the connector cannot perform the requested action.
 var ErrUnsupported = errors.New("action not supported by this connector")
+
+// Client returns the HTTP client for vendor calls: Deps.HTTPClient, or a client with a 30 s
+// timeout when none was given.
+func (d Deps) Client() *http.Client {
+	if d.HTTPClient != nil {
+		return d.HTTPClient
+	}
+	return &http.Client{Timeout: 30 * time.Second}
+}
+
+// Clock returns Deps.Now, or time.Now when none was given.
+func (d Deps) Clock() func() time.Time {
+	if d.Now != nil {
+		return d.Now
+	}
+	return time.Now
+}

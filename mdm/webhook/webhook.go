@@ -138,17 +138,11 @@ func (c Config) Open(deps mdm.Deps) (*Connector, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	client := deps.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
+	client := deps.Client()
 	// Never follow redirects: the signed body would go to a host nobody configured.
 	cp := *client
 	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	now := deps.Now
-	if now == nil {
-		now = time.Now
-	}
+	now := deps.Clock()
 	return &Connector{url: c.URL, secret: []byte(c.Secret), client: &cp, now: now}, nil
 }
 
