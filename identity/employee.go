@@ -146,8 +146,10 @@ const (
 	ActionRevokeID    = "revoke_id"
 	ActionDiscover    = "discover_devices"
 	ActionNotify      = "notify"
-	ActionWipeApp     = string(mdm.ActionWipeApp)
-	ActionWipeDevice  = string(mdm.ActionWipeDevice)
+	// ActionRevokeLicense withdraws the license at an external messenger (Threema Work).
+	ActionRevokeLicense = "revoke_license"
+	ActionWipeApp       = string(mdm.ActionWipeApp)
+	ActionWipeDevice    = string(mdm.ActionWipeDevice)
 )
 
 // Job is one effect an employee's state owes. Its ID is deterministic (generation, action,

@@ -3,6 +3,8 @@ package identity
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -95,10 +97,64 @@ func (p Policy) Validate() error {
 
 // OIDCConfig lets a tenant's IdP authenticate with its own JWTs instead of a static token.
 type OIDCConfig struct {
-	Issuer       string            `bson:"issuer" json:"issuer"`
-	Audience     string            `bson:"audience" json:"audience"`
-	Claims       map[string]string `bson:"claims,omitempty" json:"claims,omitempty"`
-	DiscoveryURL string            `bson:"discoveryUrl,omitempty" json:"discoveryUrl,omitempty"`
+	Issuer   string `bson:"issuer"`
+	Audience string `bson:"audience"`
+	// Claims are the claims a token must carry with exactly these values, sorted by name. They
+	// are stored as name/value pairs rather than as a document: claim names are chosen by an
+	// administrator or an IdP (often URLs with dots) and must never become database field names.
+	Claims       []RequiredClaim `bson:"claims,omitempty"`
+	DiscoveryURL string          `bson:"discoveryUrl,omitempty"`
+}
+
+// RequiredClaim is one claim an OIDC token must carry.
+type RequiredClaim struct {
+	Name  string `bson:"name"`
+	Value string `bson:"value"`
+}
+
+// NewOIDCConfig builds a configuration from the API's form (required claims as an object).
+func NewOIDCConfig(issuer, audience, discoveryURL string, claims map[string]string) *OIDCConfig {
+	c := &OIDCConfig{Issuer: issuer, Audience: audience, DiscoveryURL: discoveryURL}
+	for name, value := range claims {
+		c.Claims = append(c.Claims, RequiredClaim{Name: name, Value: value})
+	}
+	slices.SortFunc(c.Claims, func(a, b RequiredClaim) int { return strings.Compare(a.Name, b.Name) })
+	return c
+}
+
+// ClaimMap returns the required claims as the API shows them: an object of names and values.
+func (c *OIDCConfig) ClaimMap() map[string]string {
+	if len(c.Claims) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(c.Claims))
+	for _, cl := range c.Claims {
+		m[cl.Name] = cl.Value
+	}
+	return m
+}
+
+// oidcJSON is the API's form of an OIDCConfig.
+type oidcJSON struct {
+	Issuer       string            `json:"issuer"`
+	Audience     string            `json:"audience"`
+	Claims       map[string]string `json:"claims,omitempty"`
+	DiscoveryURL string            `json:"discoveryUrl,omitempty"`
+}
+
+// MarshalJSON renders the configuration with its required claims as an object.
+func (c OIDCConfig) MarshalJSON() ([]byte, error) {
+	return json.Marshal(oidcJSON{Issuer: c.Issuer, Audience: c.Audience, Claims: c.ClaimMap(), DiscoveryURL: c.DiscoveryURL})
+}
+
+// UnmarshalJSON reads the API's form.
+func (c *OIDCConfig) UnmarshalJSON(b []byte) error {
+	var j oidcJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*c = *NewOIDCConfig(j.Issuer, j.Audience, j.DiscoveryURL, j.Claims)
+	return nil
 }
 
 // Duration is a time.Duration that reads and writes Go duration strings ("336h", "0s") in JSON

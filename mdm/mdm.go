@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -55,6 +56,42 @@ type Person struct {
 	UserName   string `json:"userName"`
 	ExternalID string `json:"externalId,omitempty"`
 	Email      string `json:"email,omitempty"`
+	// Match is the attribute a Finder looks the person up by: the tenant policy's deviceMatch.
+	// Empty leaves the choice to the connector (its documented default).
+	Match MatchAttribute `json:"match,omitempty"`
+}
+
+// MatchAttribute names the person attribute MDM devices are matched on.
+type MatchAttribute string
+
+// Match attributes (the values of the tenant policy's deviceMatch).
+const (
+	MatchUserName   MatchAttribute = "userName"
+	MatchEmail      MatchAttribute = "email"
+	MatchExternalID MatchAttribute = "externalId"
+)
+
+// MatchValue returns the attribute p.Match selects and its value; an empty Match selects
+// userName. The value is empty when the person lacks that attribute.
+func (p Person) MatchValue() (MatchAttribute, string) {
+	switch p.Match {
+	case MatchEmail:
+		return MatchEmail, p.Email
+	case MatchExternalID:
+		return MatchExternalID, p.ExternalID
+	}
+	return MatchUserName, p.UserName
+}
+
+// UnsupportedMatch is the error a Finder returns for a match attribute its vendor cannot search
+// by: permanent, so the discovery fails visibly instead of being retried.
+func UnsupportedMatch(vendor string, a MatchAttribute, supported ...MatchAttribute) *VendorError {
+	names := make([]string, len(supported))
+	for i, s := range supported {
+		names[i] = string(s)
+	}
+	return &VendorError{Vendor: vendor, Op: "find devices", Err: ErrUnsupported,
+		Detail: fmt.Sprintf("cannot find devices by %s; set the tenant policy's deviceMatch to one of: %s", a, strings.Join(names, ", "))}
 }
 
 // Action is what an effect does.
@@ -192,3 +229,20 @@ var ErrDeviceGone = errors.New("device no longer managed")
 
 // ErrUnsupported means the connector cannot perform the requested action.
 var ErrUnsupported = errors.New("action not supported by this connector")
+
+// Client returns the HTTP client for vendor calls: Deps.HTTPClient, or a client with a 30 s
+// timeout when none was given.
+func (d Deps) Client() *http.Client {
+	if d.HTTPClient != nil {
+		return d.HTTPClient
+	}
+	return &http.Client{Timeout: 30 * time.Second}
+}
+
+// Clock returns Deps.Now, or time.Now when none was given.
+func (d Deps) Clock() func() time.Time {
+	if d.Now != nil {
+		return d.Now
+	}
+	return time.Now
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	scimerrors "github.com/elimity-com/scim/errors"
 
@@ -37,6 +38,17 @@ func WriteError(w http.ResponseWriter, status int, scimType, detail string) {
 	})
 }
 
+// WriteRateLimited writes 429 with Retry-After in whole seconds (rounded up, at least 1):
+// Okta honours only integer seconds and falls back to 5 minutes for an HTTP-date.
+func WriteRateLimited(w http.ResponseWriter, retryAfter time.Duration) {
+	secs := int64((retryAfter + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	WriteError(w, http.StatusTooManyRequests, "", "Too many requests; retry after "+strconv.FormatInt(secs, 10)+" seconds.")
+}
+
 // scimError maps a domain error to the SCIM error the library renders. This is the one table
 // from domain errors to SCIM statuses; unknown errors are logged in full and the client gets a
 // generic message.
@@ -44,6 +56,10 @@ func scimError(log *slog.Logger, err error) error {
 	var se scimerrors.ScimError
 	if errors.As(err, &se) {
 		return se
+	}
+	var fe *filterError
+	if errors.As(err, &fe) {
+		return scimerrors.ScimError{Status: http.StatusBadRequest, ScimType: scimerrors.ScimTypeInvalidFilter, Detail: fe.msg}
 	}
 	switch {
 	case errors.Is(err, identity.ErrNotFound):
@@ -79,6 +95,10 @@ func publicDetail(err error) string {
 	var pe *publicError
 	if errors.As(err, &pe) {
 		return pe.msg
+	}
+	var pd interface{ PublicDetail() string }
+	if errors.As(err, &pd) {
+		return pd.PublicDetail()
 	}
 	return "A value was missing or not compatible with the attribute's type."
 }

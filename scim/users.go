@@ -3,13 +3,12 @@ package scim
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
-	"strings"
+	"reflect"
+	"sort"
 
 	"github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
-	"github.com/scim2/filter-parser/v2"
 
 	"github.com/offboard/offboard/identity"
 	"github.com/offboard/offboard/identity/lifecycle"
@@ -23,177 +22,238 @@ type UserService interface {
 	GetUser(ctx context.Context, tenant, id string) (*identity.Employee, error)
 }
 
-// UserLookup answers SCIM user queries. The IdP hot paths (userName eq, externalId eq) have
-// their own `_id`-addressed lookups; everything else goes through ListEmployees.
+// UserLookup answers SCIM user queries. The IdP hot paths (userName eq, externalId eq, id eq)
+// have their own `_id`-addressed lookups; everything else goes through ListEmployees.
 type UserLookup interface {
 	FindEmployeeByUserName(ctx context.Context, tenant, userName string) (*identity.Employee, error)
 	FindEmployeesByExternalID(ctx context.Context, tenant, ext string) ([]*identity.Employee, error)
 	ListEmployees(ctx context.Context, tenant string, q identity.ListQuery) ([]*identity.Employee, int, error)
 }
 
-// users implements the library's ResourceHandler for /Users.
-type users struct {
-	svc    UserService
-	lookup UserLookup
-	log    *slog.Logger
+// users is /Users: the library's ResourceHandler for writes and the front's resourceKind.
+type users struct{ h *Handler }
+
+func (u *users) endpoint() string { return "Users" }
+
+// wire renders an employee for this request (group names read once per request).
+func (u *users) wire(ctx context.Context, rq *request, e *identity.Employee) map[string]any {
+	return userWire(e, rq.base, func(id string) (string, bool) { return rq.groupName(ctx, id) })
 }
 
-func principal(r *http.Request) (Principal, error) {
-	p, ok := PrincipalFrom(r.Context())
-	if !ok {
-		return Principal{}, scimerrors.ScimError{Status: http.StatusUnauthorized, Detail: "Authentication required."}
-	}
-	return p, nil
+// groupName is what a user's "groups" shows of a group.
+type groupName struct {
+	name   string
+	exists bool
 }
 
-// ifMatch reads If-Match; nil when absent or "*".
-func ifMatch(r *http.Request) (*int64, error) {
-	h := strings.TrimSpace(r.Header.Get("If-Match"))
-	if h == "" || h == "*" {
-		return nil, nil
+// groupName is a group's displayName for a user's "groups" (one `_id` read per group and
+// request); ok is false if the group no longer exists.
+func (rq *request) groupName(ctx context.Context, id string) (string, bool) {
+	if n, ok := rq.names[id]; ok {
+		return n.name, n.exists
 	}
-	v, ok := parseVersionTag(h)
-	if !ok {
-		return nil, scimerrors.ScimError{Status: http.StatusPreconditionFailed, Detail: "If-Match does not name a version of this resource."}
+	if rq.names == nil {
+		rq.names = map[string]groupName{}
 	}
-	return &v, nil
-}
-
-func (u *users) Create(r *http.Request, attrs scim.ResourceAttributes) (scim.Resource, error) {
-	p, err := principal(r)
-	if err != nil {
-		return scim.Resource{}, err
-	}
-	in, err := toInput(attrs)
-	if err != nil {
-		return scim.Resource{}, scimError(u.log, err)
-	}
-	e, err := u.svc.CreateUser(r.Context(), p.Actor, p.Tenant, in)
-	if err != nil {
-		return scim.Resource{}, scimError(u.log, err)
-	}
-	return toResource(e), nil
-}
-
-func (u *users) Get(r *http.Request, id string) (scim.Resource, error) {
-	p, err := principal(r)
-	if err != nil {
-		return scim.Resource{}, err
-	}
-	e, err := u.svc.GetUser(r.Context(), p.Tenant, id)
-	if err != nil {
-		return scim.Resource{}, scimError(u.log, err)
-	}
-	return toResource(e), nil
-}
-
-func (u *users) GetAll(r *http.Request, params scim.ListRequestParams) (scim.Page, error) {
-	p, err := principal(r)
-	if err != nil {
-		return scim.Page{}, err
-	}
-	var expr filter.Expression
-	if params.FilterValidator != nil {
-		expr = params.FilterValidator.GetFilter()
-	}
-	found, total, err := u.query(r.Context(), p.Tenant, identity.ListQuery{
-		Filter: expr, StartIndex: params.StartIndex, Count: params.Count,
-	})
-	if err != nil {
-		return scim.Page{}, scimError(u.log, err)
-	}
-	page := scim.Page{TotalResults: total, Resources: []scim.Resource{}}
-	for _, e := range found {
-		page.Resources = append(page.Resources, toResource(e))
-	}
-	return page, nil
-}
-
-// query answers a list request; `userName eq` and `externalId eq` use the key lookups.
-func (u *users) query(ctx context.Context, tenant string, q identity.ListQuery) ([]*identity.Employee, int, error) {
-	if attr, value, ok := equality(q.Filter); ok {
-		var all []*identity.Employee
-		switch attr {
-		case "username":
-			e, err := u.lookup.FindEmployeeByUserName(ctx, tenant, value)
-			if err != nil && !errors.Is(err, identity.ErrNotFound) {
-				return nil, 0, err
-			}
-			if e != nil {
-				all = append(all, e)
-			}
-		case "externalid":
-			es, err := u.lookup.FindEmployeesByExternalID(ctx, tenant, value)
-			if err != nil {
-				return nil, 0, err
-			}
-			all = es
-		default:
-			return u.lookup.ListEmployees(ctx, tenant, q)
+	var n groupName
+	if rq.h.cfg.Groups != nil {
+		g, err := rq.h.cfg.Groups.GetGroup(ctx, rq.p.Tenant, id)
+		switch {
+		case err == nil:
+			n = groupName{name: g.DisplayName, exists: true}
+		case !errors.Is(err, identity.ErrNotFound):
+			n = groupName{exists: true} // unreadable right now: shown without display
 		}
-		return page(all, q.StartIndex, q.Count), len(all), nil
 	}
-	return u.lookup.ListEmployees(ctx, tenant, q)
+	rq.names[id] = n
+	return n.name, n.exists
 }
 
-// equality recognises `userName eq "x"` and `externalId eq "x"` (names case-insensitive, with
-// or without the core schema URN).
-func equality(e filter.Expression) (attr, value string, ok bool) {
-	ae, isAttr := e.(*filter.AttributeExpression)
-	if !isAttr || ae.Operator != filter.EQ || ae.AttributePath.SubAttribute != nil {
-		return "", "", false
+func (u *users) find(ctx context.Context, rq *request) (map[string]any, int64, error) {
+	e, err := u.h.cfg.Users.GetUser(ctx, rq.p.Tenant, rq.id)
+	if err != nil {
+		return nil, 0, err
 	}
-	if uri := ae.AttributePath.URI(); uri != "" && !strings.EqualFold(uri, UserSchema) {
-		return "", "", false
-	}
-	v, isString := ae.CompareValue.(string)
-	if !isString {
-		return "", "", false
-	}
-	name := strings.ToLower(ae.AttributePath.AttributeName)
-	if name != "username" && name != "externalid" {
-		return "", "", false
-	}
-	return name, v, true
+	return u.wire(ctx, rq, e), e.Version, nil
 }
 
-func page(all []*identity.Employee, start, count int) []*identity.Employee {
-	if start < 1 {
-		start = 1
+func (u *users) query(ctx context.Context, rq *request, q listQuery) ([]map[string]any, int, error) {
+	found, total, err := u.lookup(ctx, rq.p.Tenant, q)
+	if err != nil {
+		return nil, 0, err
 	}
-	if start > len(all) || count <= 0 {
-		return nil
+	out := make([]map[string]any, 0, len(found))
+	for _, e := range found {
+		out = append(out, u.wire(ctx, rq, e))
 	}
-	end := min(start-1+count, len(all))
-	return all[start-1 : end]
+	return out, total, nil
 }
 
-func (u *users) Replace(r *http.Request, id string, attrs scim.ResourceAttributes) (scim.Resource, error) {
-	p, err := principal(r)
-	if err != nil {
-		return scim.Resource{}, err
+// lookup answers a list query; `userName eq`, `externalId eq` and `id eq` use key lookups.
+func (u *users) lookup(ctx context.Context, tenant string, q listQuery) ([]*identity.Employee, int, error) {
+	attr, value, ok := equality(q.filter, "userName", "externalId", "id")
+	if !ok || q.sortBy != "" {
+		return u.h.cfg.Lookup.ListEmployees(ctx, tenant, q.identity())
 	}
-	match, err := ifMatch(r)
-	if err != nil {
-		return scim.Resource{}, err
+	var all []*identity.Employee
+	switch attr {
+	case "userName":
+		e, err := u.h.cfg.Lookup.FindEmployeeByUserName(ctx, tenant, value)
+		if err != nil && !errors.Is(err, identity.ErrNotFound) {
+			return nil, 0, err
+		}
+		if e != nil {
+			all = append(all, e)
+		}
+	case "externalId":
+		es, err := u.h.cfg.Lookup.FindEmployeesByExternalID(ctx, tenant, value)
+		if err != nil {
+			return nil, 0, err
+		}
+		all = es
+		sort.Slice(all, func(i, j int) bool {
+			if !all[i].Created.Equal(all[j].Created) {
+				return all[i].Created.Before(all[j].Created)
+			}
+			return all[i].ID < all[j].ID
+		})
+	case "id":
+		e, err := u.h.cfg.Users.GetUser(ctx, tenant, value)
+		if err != nil && !errors.Is(err, identity.ErrNotFound) {
+			return nil, 0, err
+		}
+		if e != nil {
+			all = append(all, e)
+		}
 	}
-	in, err := toInput(attrs)
+	return pageOf(all, q.startIndex, q.count), len(all), nil
+}
+
+func (u *users) remove(ctx context.Context, rq *request, ifMatch ifMatchFunc) error {
+	e, err := u.h.cfg.Users.GetUser(ctx, rq.p.Tenant, rq.id)
 	if err != nil {
-		return scim.Resource{}, scimError(u.log, err)
+		return err
 	}
-	e, err := u.svc.UpdateUser(r.Context(), p.Actor, p.Tenant, id, match, func(e *identity.Employee) (bool, error) {
+	var match *int64
+	if ifMatch != nil {
+		if err := ifMatch(e.Version); err != nil {
+			return err
+		}
+		match = &e.Version
+	}
+	if err := u.h.cfg.Users.DeleteUser(ctx, rq.p.Actor, rq.p.Tenant, rq.id, match); err != nil {
+		return err
+	}
+	if len(e.Groups) > 0 && u.h.cfg.Groups != nil {
+		ids := make([]string, len(e.Groups))
+		for i, g := range e.Groups {
+			ids[i] = g.ID
+		}
+		if err := u.h.cfg.Groups.RemoveFromGroups(ctx, rq.p.Tenant, rq.id, ids); err != nil {
+			u.h.cfg.Log.Warn("deleted user left in groups", "tenant", rq.p.Tenant, "user", rq.id, "error", err)
+		}
+	}
+	return nil
+}
+
+// The library's ResourceHandler: Create, Replace and Patch receive validated input; the
+// result is recorded on the request and rendered by the front.
+
+// Create creates a user (a joiner when active).
+func (u *users) Create(r *http.Request, attrs scim.ResourceAttributes) (scim.Resource, error) {
+	rq := requestFrom(r.Context())
+	in, err := toInput(attrs, nil)
+	if err != nil {
+		return rq.failed(err)
+	}
+	e, err := u.h.cfg.Users.CreateUser(r.Context(), rq.p.Actor, rq.p.Tenant, in)
+	if err != nil {
+		return rq.failed(err)
+	}
+	rq.id = e.ID
+	return rq.done(http.StatusCreated, u.wire(r.Context(), rq, e))
+}
+
+// Replace replaces a user (PUT): attributes not sent are cleared, read-only ones ignored.
+func (u *users) Replace(r *http.Request, _ string, attrs scim.ResourceAttributes) (scim.Resource, error) {
+	rq := requestFrom(r.Context())
+	e, err := u.update(r, rq, func(e *identity.Employee) (bool, error) {
+		in, err := toInput(attrs, e)
+		if err != nil {
+			return false, err
+		}
 		return replaceUser(e, in), nil
 	})
 	if err != nil {
-		return scim.Resource{}, scimError(u.log, err)
+		return rq.failed(err)
 	}
-	return toResource(e), nil
+	return rq.done(http.StatusOK, u.wire(r.Context(), rq, e))
+}
+
+// Patch applies PATCH operations (all or nothing) and answers 200 with the user.
+func (u *users) Patch(r *http.Request, _ string, ops []scim.PatchOperation) (scim.Resource, error) {
+	rq := requestFrom(r.Context())
+	e, err := u.update(r, rq, func(e *identity.Employee) (bool, error) { return patchUser(e, ops) })
+	if err != nil {
+		return rq.failed(err)
+	}
+	return rq.done(http.StatusOK, u.wire(r.Context(), rq, e))
+}
+
+// update runs a mutation through the lifecycle service with If-Match.
+func (u *users) update(r *http.Request, rq *request, m lifecycle.Mutation) (*identity.Employee, error) {
+	check := ifMatchHeader(r)
+	return u.h.cfg.Users.UpdateUser(r.Context(), rq.p.Actor, rq.p.Tenant, rq.id, nil, func(e *identity.Employee) (bool, error) {
+		if check != nil {
+			if err := check(e.Version); err != nil {
+				return false, err
+			}
+		}
+		return m(e)
+	})
+}
+
+// Get, GetAll and Delete are served by the front (see Handler); the library never calls them.
+func (u *users) Get(*http.Request, string) (scim.Resource, error) {
+	return scim.Resource{}, errNotServed
+}
+
+// GetAll is served by the front.
+func (u *users) GetAll(*http.Request, scim.ListRequestParams) (scim.Page, error) {
+	return scim.Page{}, errNotServed
+}
+
+// Delete is served by the front.
+func (u *users) Delete(*http.Request, string) error { return errNotServed }
+
+var errNotServed = scimerrors.ScimError{Status: http.StatusNotImplemented, Detail: "Not served by the library."}
+
+// patchUser applies PATCH operations to the wire form of an employee's resource and stores
+// the result as a full replacement. It reports whether anything changed.
+func patchUser(e *identity.Employee, ops []scim.PatchOperation) (bool, error) {
+	wire := wireAttrs(e.Resource)
+	wire["userName"] = e.UserName
+	wire["active"] = e.Active
+	if e.ExternalID != "" {
+		wire["externalId"] = e.ExternalID
+	}
+	if err := applyPatch(userSchema, wire, ops); err != nil {
+		return false, err
+	}
+	if _, ok := wire["active"]; !ok {
+		return false, patchError(scimerrors.ScimTypeInvalidValue, "active cannot be removed; replace it with false")
+	}
+	in, err := toInput(wire, e)
+	if err != nil {
+		return false, err
+	}
+	return replaceUser(e, in), nil
 }
 
 // replaceUser sets the SCIM side of e from a full resource; it reports whether anything changed.
 func replaceUser(e *identity.Employee, in lifecycle.UserInput) bool {
 	changed := e.UserName != in.UserName || e.ExternalID != in.ExternalID || e.Active != in.Active ||
-		!equalTimes(e.LeaveDate, in.LeaveDate) || !deepEqual(e.Resource, in.Resource)
+		!equalTimes(e.LeaveDate, in.LeaveDate) || !reflect.DeepEqual(normalizeStored(e.Resource), normalizeStored(in.Resource))
 	if !changed {
 		return false
 	}
@@ -202,35 +262,42 @@ func replaceUser(e *identity.Employee, in lifecycle.UserInput) bool {
 	return true
 }
 
-func (u *users) Delete(r *http.Request, id string) error {
-	p, err := principal(r)
-	if err != nil {
-		return err
+// normalizeStored makes two stored resources comparable (numbers as float64, "active" aside).
+func normalizeStored(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if k == "active" {
+			continue
+		}
+		out[k] = normalizeNumber(v)
 	}
-	match, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	if err := u.svc.DeleteUser(r.Context(), p.Actor, p.Tenant, id, match); err != nil {
-		return scimError(u.log, err)
-	}
-	return nil
+	return out
 }
 
-func (u *users) Patch(r *http.Request, id string, ops []scim.PatchOperation) (scim.Resource, error) {
-	p, err := principal(r)
-	if err != nil {
-		return scim.Resource{}, err
+func normalizeNumber(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = normalizeNumber(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = normalizeNumber(e)
+		}
+		return out
 	}
-	match, err := ifMatch(r)
-	if err != nil {
-		return scim.Resource{}, err
+	if n, ok := number(v); ok {
+		return n
 	}
-	e, err := u.svc.UpdateUser(r.Context(), p.Actor, p.Tenant, id, match, func(e *identity.Employee) (bool, error) {
-		return patchUser(e, ops)
-	})
-	if err != nil {
-		return scim.Resource{}, scimError(u.log, err)
+	return v
+}
+
+func equalTimes[T interface{ Equal(T) bool }](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
 	}
-	return toResource(e), nil
+	return (*a).Equal(*b)
 }

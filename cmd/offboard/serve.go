@@ -158,16 +158,9 @@ func serve(args []string) error {
 	if err := os.MkdirAll(c.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	keyFile := c.secretKeyFile
-	if keyFile == "" {
-		keyFile = filepath.Join(c.data, "secret.key")
-	}
-	keys, created, err := secretbox.Load(os.Getenv(secretbox.EnvKey), keyFile)
+	keys, err := secretKeys(c, log, true)
 	if err != nil {
-		return fmt.Errorf("secret key: %w", err)
-	}
-	if created {
-		log.Warn("generated a new secret key for connector secrets; back it up with the database", "path", keyFile)
+		return err
 	}
 	proxies, err := ratelimit.ParseTrustedProxies(c.trustedProxies)
 	if err != nil {
@@ -205,7 +198,7 @@ func serve(args []string) error {
 	runner := lifecycle.NewRunner(svc, lifecycle.WithWorkers(c.workers), lifecycle.WithIntervals(lifecycle.DefaultPoll, c.sweep),
 		lifecycle.WithObserver(func(j *identity.Job, state string) { jobs.WithLabelValues(j.Action, state).Inc() }),
 		lifecycle.WithOnWaiting(conns.Waiting))
-	conns.SetWaker(runner.Wake)
+	conns.SetWaker(runner.CommandReported)
 
 	verifier := oidcauth.New(oidcauth.WithHTTPClient(httpClient), oidcauth.WithLogger(log), insecureIssuer(c.allowInsecureIssuer))
 	srv := server.New(server.Config{
@@ -215,12 +208,7 @@ func serve(args []string) error {
 		Ready:     store.Ping,
 		TokenRate: c.tokenRate, TokenBurst: int(2 * c.tokenRate), IPRate: c.ipRate, IPBurst: int(2 * c.ipRate),
 	})
-	httpSrv := &http.Server{
-		Addr: c.listen, Handler: srv,
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	httpSrv := newHTTPServer(c.listen, srv, log)
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return err
@@ -267,6 +255,55 @@ func servePprof(addr string, log *slog.Logger) {
 	if err := srv.ListenAndServe(); err != nil {
 		log.Warn("pprof stopped", "error", err)
 	}
+}
+
+// Server timeouts against slow clients: a client gets ReadHeaderTimeout to send its request
+// line and headers (slowloris), ReadTimeout for the whole request including the body (at most
+// --max-body); an idle keep-alive connection is closed after IdleTimeout. WriteTimeout bounds a
+// handler plus its answer, above the longest synchronous work (a connector check: 15 s; an
+// OIDC probe: 15 s).
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+// newHTTPServer builds the HTTP server of `offboard serve` with its limits against slow and
+// oversized requests.
+func newHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Addr: addr, Handler: h,
+		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// secretKeys returns the keyring for connector secrets: OFFBOARD_SECRET_KEY if set (current key
+// first, older keys after it), else the key file (--secret-key-file, default <data>/secret.key).
+// With create, a missing key file is generated (mode 0600) and a warning says so; without it
+// (key rotation) a missing key is an error, since a fresh key could open nothing.
+func secretKeys(c *serveConfig, log *slog.Logger, create bool) (*secretbox.Keyring, error) {
+	keyFile := c.secretKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(c.data, "secret.key")
+	}
+	env := os.Getenv(secretbox.EnvKey)
+	if env == "" && !create {
+		if _, err := os.Stat(keyFile); err != nil {
+			return nil, fmt.Errorf("secret key: set %s or --secret-key-file: %w", secretbox.EnvKey, err)
+		}
+	}
+	keys, created, err := secretbox.Load(env, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("secret key: %w", err)
+	}
+	if created {
+		log.Warn("generated a new secret key for connector secrets; back it up with the database", "path", keyFile)
+	}
+	return keys, nil
 }
 
 func insecureIssuer(allow bool) oidcauth.Option {
@@ -349,11 +386,7 @@ func keys(args []string) error {
 	}
 	log := newLogger(c.logLevel)
 	ctx := context.Background()
-	keyFile := c.secretKeyFile
-	if keyFile == "" {
-		keyFile = filepath.Join(c.data, "secret.key")
-	}
-	kr, _, err := secretbox.Load(os.Getenv(secretbox.EnvKey), keyFile)
+	kr, err := secretKeys(c, log, false)
 	if err != nil {
 		return err
 	}

@@ -10,9 +10,10 @@ import (
 	"github.com/offboard/offboard/mdm"
 )
 
-// jobTransition moves one job of an employee from one of the allowed states to next.
-func (s *Service) jobTransition(ctx context.Context, actor, tenant, empID, jobID, action string, from []identity.JobState, next identity.JobState) (*identity.Job, error) {
-	var before identity.JobState
+// jobTransition moves one job of an employee from one of the allowed states to the state
+// next chooses for it.
+func (s *Service) jobTransition(ctx context.Context, actor, tenant, empID, jobID, action string, from []identity.JobState, next func(*identity.Job) identity.JobState) (*identity.Job, error) {
+	var before, after identity.JobState
 	e, err := s.store.UpdateEmployee(ctx, tenant, empID, func(e *identity.Employee) error {
 		j := e.Jobs[jobID]
 		if j == nil {
@@ -26,9 +27,9 @@ func (s *Service) jobTransition(ctx context.Context, actor, tenant, empID, jobID
 			return fmt.Errorf("%w: job is %s", identity.ErrConflict, j.State)
 		}
 		now := s.now().UTC()
-		before = j.State
-		j.State, j.NextAt, j.Updated, j.LeaseOwner, j.LeaseUntil = next, now, now, "", nil
-		if next == identity.JobPending {
+		before, after = j.State, next(j)
+		j.State, j.NextAt, j.Updated, j.LeaseOwner, j.LeaseUntil = after, now, now, "", nil
+		if after == identity.JobPending || after == identity.JobApproval {
 			j.Attempts, j.LastError = 0, ""
 		}
 		e.Record(now, action, jobID, actor)
@@ -38,24 +39,36 @@ func (s *Service) jobTransition(ctx context.Context, actor, tenant, empID, jobID
 	if err != nil {
 		return nil, err
 	}
-	s.auditAdmin(ctx, tenant, actor, "job."+action, empID+"/"+jobID, map[string]any{"state": before}, map[string]any{"state": next})
+	s.auditAdmin(ctx, tenant, actor, "job."+action, empID+"/"+jobID, map[string]any{"state": before}, map[string]any{"state": after})
 	s.wake(tenant, empID)
 	return e.Jobs[jobID], nil
 }
 
 // ApproveJob lets a full device wipe that waits for approval run.
 func (s *Service) ApproveJob(ctx context.Context, actor, tenant, empID, jobID string) (*identity.Job, error) {
-	return s.jobTransition(ctx, actor, tenant, empID, jobID, "approved", []identity.JobState{identity.JobApproval}, identity.JobPending)
+	return s.jobTransition(ctx, actor, tenant, empID, jobID, "approved", []identity.JobState{identity.JobApproval}, always(identity.JobPending))
 }
 
 // RejectJob cancels a full device wipe that waits for approval.
 func (s *Service) RejectJob(ctx context.Context, actor, tenant, empID, jobID string) (*identity.Job, error) {
-	return s.jobTransition(ctx, actor, tenant, empID, jobID, "rejected", []identity.JobState{identity.JobApproval}, identity.JobCancelled)
+	return s.jobTransition(ctx, actor, tenant, empID, jobID, "rejected", []identity.JobState{identity.JobApproval}, always(identity.JobCancelled))
 }
 
-// RetryJob runs a failed (or cancelled) job again with a fresh attempt budget.
+// RetryJob runs a failed (or cancelled) job again with a fresh attempt budget. A cancelled full
+// device wipe was never approved (rejected, cancelled with the brake, or reactivated in time):
+// it goes back to waiting for approval instead of running.
 func (s *Service) RetryJob(ctx context.Context, actor, tenant, empID, jobID string) (*identity.Job, error) {
-	return s.jobTransition(ctx, actor, tenant, empID, jobID, "retried", []identity.JobState{identity.JobFailed, identity.JobCancelled}, identity.JobPending)
+	return s.jobTransition(ctx, actor, tenant, empID, jobID, "retried", []identity.JobState{identity.JobFailed, identity.JobCancelled},
+		func(j *identity.Job) identity.JobState {
+			if j.Action == identity.ActionWipeDevice && j.State == identity.JobCancelled {
+				return identity.JobApproval
+			}
+			return identity.JobPending
+		})
+}
+
+func always(s identity.JobState) func(*identity.Job) identity.JobState {
+	return func(*identity.Job) identity.JobState { return s }
 }
 
 // ReleaseBrake confirms (run) or cancels every job the mass-offboarding brake holds in a
@@ -77,6 +90,10 @@ func (s *Service) ReleaseBrake(ctx context.Context, actor, tenant string, confir
 			for _, j := range e.Jobs {
 				if j.State == identity.JobBraked {
 					j.State, j.NextAt, j.Updated = next, now, now
+					if next == identity.JobPending && j.Action == identity.ActionWipeDevice {
+						// Confirming the brake releases the batch, not each full wipe in it.
+						j.State = identity.JobApproval
+					}
 					if next == identity.JobCancelled {
 						j.LastError = "cancelled by an administrator after the mass-offboarding brake"
 					}

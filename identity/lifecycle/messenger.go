@@ -45,7 +45,15 @@ type CheckResult struct {
 
 // Check verifies license credentials as the messenger app does at start-up. Unknown, deleted
 // or wrong credentials are identity.ErrUnauthorized: the lock-out is real.
-func (s *Service) Check(ctx context.Context, username, password string) (*CheckResult, error) {
+func (s *Service) Check(ctx context.Context, username, password string) (res *CheckResult, err error) {
+	compared := false
+	defer func() {
+		// Every refusal costs one password comparison, so the answer's timing does not tell an
+		// unknown, revoked or restricted-away ID from a live one with a wrong password.
+		if !compared && errors.Is(err, identity.ErrUnauthorized) {
+			s.hasher.Compare(s.decoyHash(), password)
+		}
+	}()
 	if !ValidWorkID(username) || password == "" || len(password) > 128 {
 		return nil, identity.ErrUnauthorized
 	}
@@ -67,10 +75,11 @@ func (s *Service) Check(ctx context.Context, username, password string) (*CheckR
 	if c == nil || c.Hash == "" || c.Username != username || e.WorkID != username || !holdsLicense(e.State) {
 		return nil, identity.ErrUnauthorized
 	}
+	compared = true
 	if !s.hasher.Compare(c.Hash, password) {
 		return nil, identity.ErrUnauthorized
 	}
-	res := &CheckResult{Status: "active", WorkID: e.WorkID, Restrictions: []string{}}
+	res = &CheckResult{Status: "active", WorkID: e.WorkID, Restrictions: []string{}}
 	if e.State == identity.StateRestricted {
 		t, err := s.store.GetTenant(ctx, e.Tenant)
 		if err != nil {
@@ -113,6 +122,14 @@ func (s *Service) IDStatus(ctx context.Context, tenant, workID string) (identity
 
 // passwordAlphabet: 62 characters; 24 of them carry about 143 bits.
 const passwordAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// decoyHash is a hash of a random password, compared against when there is no real hash.
+func (s *Service) decoyHash() string {
+	s.decoy.once.Do(func() {
+		s.decoy.hash, _ = s.hasher.Hash(newPassword())
+	})
+	return s.decoy.hash
+}
 
 func newPassword() string {
 	b := make([]byte, 24)

@@ -18,6 +18,10 @@ type ConnectorInfo struct {
 	// Notifier connectors (the webhook) get one person-level job; the others get a dispatch job
 	// that finds the person's devices and fans out into one job per device.
 	Notifier bool
+	// Messenger connectors (threemawork) manage the messenger's licenses themselves: every final
+	// offboarding withdraws the license there, whatever the wipe policy, without brake or
+	// approval — like the built-in registry's own lock-out.
+	Messenger bool
 }
 
 // Input is everything Plan decides from besides the employee itself.
@@ -117,12 +121,14 @@ func Plan(e *identity.Employee, in Input) Outcome {
 		e.Record(now, "created", "created inactive", in.Actor)
 	}
 
-	// A seat the employee holds but no longer needs (an acquisition that completed after a
-	// deactivation) is given back.
-	if e.Seat.State == identity.SeatHeld && !holdsLicense(e.State) && e.State != identity.StatePendingSeat {
-		addJob(e, in, jobID(e.Generation, identity.ActionReleaseSeat), identity.ActionReleaseSeat, func(j *identity.Job) {
-			j.SeatOp = seatOp(e.ID, e.Generation, "r")
-		})
+	// A seat the employee holds but no longer needs is given back: an acquisition that
+	// completed after a deactivation, or the seat of an earlier generation while a re-hired
+	// employee waits in line for its own.
+	if e.Seat.State == identity.SeatHeld {
+		g := seatGen(e)
+		if !holdsLicense(e.State) && e.State != identity.StatePendingSeat || e.State == identity.StatePendingSeat && g < e.Generation {
+			releaseSeat(e, in, g)
+		}
 	}
 	e.NextWakeAt = nextWake(e, now)
 	return out
@@ -130,13 +136,14 @@ func Plan(e *identity.Employee, in Input) Outcome {
 
 func hire(e *identity.Employee, in Input, out *Outcome) {
 	now := in.Now.UTC()
-	if e.State == identity.StateOffboarded || e.Generation == 0 {
-		e.Generation++
-	}
+	// Every hire is a new generation, with its own seat operation, job ids and idempotency keys:
+	// a joiner dropped from the seat queue and activated again must not find its cancelled
+	// acquisition under the same id (it would wait forever).
 	kind := "joined"
-	if e.Generation > 1 {
+	if e.State == identity.StateOffboarded {
 		kind = "rehired"
 	}
+	e.Generation++
 	e.State = identity.StatePendingSeat
 	e.SeatQueued = &now
 	e.Offboarded = nil
@@ -168,12 +175,21 @@ func offboard(e *identity.Employee, in Input, out *Outcome) {
 		addJob(e, in, jobID(gen, identity.ActionRevokeID), identity.ActionRevokeID, func(j *identity.Job) { j.WorkID = id })
 	}
 	if e.Seat.State == identity.SeatHeld {
-		addJob(e, in, jobID(gen, identity.ActionReleaseSeat), identity.ActionReleaseSeat, func(j *identity.Job) {
-			j.SeatOp = seatOp(e.ID, gen, "r")
-		})
+		releaseSeat(e, in, seatGen(e))
+	}
+	for _, c := range in.Connectors {
+		if c.Messenger {
+			addJob(e, in, jobID(gen, identity.ActionRevokeLicense, c.ID), identity.ActionRevokeLicense, func(j *identity.Job) {
+				j.Connector, j.WorkID = c.ID, e.WorkID
+			})
+			out.External = true
+		}
 	}
 	if in.Policy.Wipe != identity.WipeNone {
 		for _, c := range in.Connectors {
+			if c.Messenger {
+				continue
+			}
 			state := identity.JobPending
 			if in.Braked {
 				state = identity.JobBraked
@@ -199,6 +215,24 @@ func offboard(e *identity.Employee, in Input, out *Outcome) {
 	}
 	e.Record(now, "offboarded", reason, in.Actor)
 	out.Offboarded = true
+}
+
+// seatGen is the generation whose acquisition took the seat e holds.
+func seatGen(e *identity.Employee) int {
+	for _, j := range e.Jobs {
+		if j.Action == identity.ActionAcquireSeat && j.SeatOp == e.Seat.Op {
+			return j.Generation
+		}
+	}
+	return e.Generation
+}
+
+// releaseSeat adds the job that gives back the seat acquired in generation gen. There is one
+// acquisition per generation, so one release per generation gives each seat back exactly once.
+func releaseSeat(e *identity.Employee, in Input, gen int) {
+	addJob(e, in, jobID(gen, identity.ActionReleaseSeat), identity.ActionReleaseSeat, func(j *identity.Job) {
+		j.SeatOp, j.Generation = seatOp(e.ID, gen, "r"), gen
+	})
 }
 
 // DeviceJob adds the job for one device found or attached during a dispatch: remove the app,

@@ -23,6 +23,8 @@ const (
 	DefaultPoll        = time.Second
 	DefaultSweep       = 2 * time.Minute
 	DefaultWorkers     = 8
+	// DefaultCallTimeout bounds one vendor call; its lease is renewed while it runs.
+	DefaultCallTimeout = 30 * time.Second
 	// pollCommand is the first delay before asking a vendor whether an accepted command ran.
 	pollCommand = 15 * time.Second
 	// maxWaiting is how long an accepted command may stay unconfirmed before the job fails.
@@ -45,6 +47,7 @@ type Runner struct {
 	poll        time.Duration
 	sweep       time.Duration
 	workers     int
+	callTimeout time.Duration
 	observe     func(job *identity.Job, outcome string)
 	onWaiting   func(ctx context.Context, tenant, employee, connector, command string)
 
@@ -71,6 +74,9 @@ func WithIntervals(poll, sweep time.Duration) RunnerOption {
 	return func(r *Runner) { r.poll, r.sweep = poll, sweep }
 }
 
+// WithCallTimeout sets the timeout of one vendor call.
+func WithCallTimeout(d time.Duration) RunnerOption { return func(r *Runner) { r.callTimeout = d } }
+
 // WithWorkers sets how many employees are processed concurrently.
 func WithWorkers(n int) RunnerOption { return func(r *Runner) { r.workers = n } }
 
@@ -90,7 +96,7 @@ func NewRunner(svc *Service, opts ...RunnerOption) *Runner {
 	r := &Runner{
 		svc: svc, store: svc.store, conns: svc.conns, log: svc.log,
 		maxAttempts: DefaultMaxAttempts, baseBackoff: DefaultBaseBackoff, maxBackoff: DefaultMaxBackoff,
-		poll: DefaultPoll, sweep: DefaultSweep, workers: DefaultWorkers,
+		poll: DefaultPoll, sweep: DefaultSweep, workers: DefaultWorkers, callTimeout: DefaultCallTimeout,
 		observe:   func(*identity.Job, string) {},
 		onWaiting: func(context.Context, string, string, string, string) {},
 		wakeCh:    make(chan target, 4096), busy: map[string]bool{}, again: map[string]bool{},
@@ -110,6 +116,41 @@ func (r *Runner) Wake(tenant, employee string) {
 	case r.wakeCh <- target{tenant, employee}:
 	default:
 	}
+}
+
+// CommandReported is how a vendor's inbound result (a NanoMDM webhook) reaches the runner: the
+// employee's job waiting on command of connector becomes due now, instead of at its next
+// status poll, and the employee is processed. A job being polled at that moment gets NextAt set
+// after its lease began, which tells record to poll again at once (the result may have come
+// too late for the call in flight). It never fails: if the update does not happen, the poll
+// picks the result up.
+func (r *Runner) CommandReported(tenant, employee, connector, command string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := r.store.UpdateEmployee(ctx, tenant, employee, func(x *identity.Employee) error {
+		now := r.svc.now().UTC()
+		due := false
+		for _, j := range x.Jobs {
+			if j.Connector != connector || j.Command == nil || j.Command.ID != command {
+				continue
+			}
+			switch {
+			case j.State == identity.JobWaiting && now.Before(j.NextAt):
+				j.NextAt, due = now, true
+			case j.State == identity.JobRunning && !j.NextAt.After(j.Updated):
+				j.NextAt, due = now, true
+			}
+		}
+		if !due {
+			return identity.ErrSkip
+		}
+		x.NextWakeAt = nextWake(x, now)
+		return r.store.MarkDue(ctx, tenant, employee, now)
+	})
+	if err != nil {
+		r.log.Warn("inbound command result left to the next poll", "employee", employee, "error", err)
+	}
+	r.Wake(tenant, employee)
 }
 
 // Run executes jobs until ctx ends, then waits for the jobs in flight.
@@ -158,6 +199,9 @@ func (r *Runner) sweepAll(ctx context.Context) {
 		} else if err := r.store.MarkDue(ctx, d.Tenant, d.Employee, d.At); err != nil {
 			r.log.Warn("due mark not repaired", "employee", d.Employee, "error", err)
 		}
+	}
+	if err := r.Housekeep(ctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("housekeeping incomplete", "error", err)
 	}
 }
 
@@ -228,12 +272,22 @@ func (r *Runner) Process(ctx context.Context, tenant, id string) error {
 		}
 	}
 	sort.Strings(ids)
-	for _, jid := range ids {
-		next, err := r.runJob(ctx, e, jid)
-		if err != nil {
-			return err
+	// The jobs go to different vendors: they run side by side, so that a vendor that hangs
+	// until the call times out delays no other connector's effect.
+	outs := make([]*identity.Employee, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, jid := range ids {
+		wg.Go(func() { outs[i], errs[i] = r.runJob(ctx, e, jid) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, out := range outs {
+		if out != nil && out.Rev > e.Rev {
+			e = out // the latest write of all
 		}
-		e = next
 	}
 	return r.reschedule(ctx, e, seen, marked)
 }
@@ -265,14 +319,20 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 	if !want {
 		return e, nil
 	}
-	// A joiner waiting for a seat only tries when first in line (first come, first served).
+	// A joiner waiting for a seat only tries when first in line (first come, first served). It
+	// is (re)queued under the time it started waiting first, which restores its place if a
+	// crash lost its queue entry. A joiner that already holds its seat (the ID could not be
+	// issued yet) only needs its ID and waits for nobody.
 	var head string
-	if e.State == identity.StatePendingSeat && e.SeatQueued != nil {
+	if e.State == identity.StatePendingSeat && e.SeatQueued != nil && !(e.Seat.State == identity.SeatHeld && seatGen(e) == e.Generation) {
+		if err := r.store.QueueForSeat(ctx, e.Tenant, e.ID, *e.SeatQueued); err != nil {
+			return e, err
+		}
 		if heads, err := r.store.SeatQueue(ctx, e.Tenant, 1); err == nil && len(heads) > 0 {
 			head = heads[0]
 		}
 	}
-	leased := false
+	leased, token := false, r.svc.leaseToken()
 	next, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		leased = false
 		now := r.svc.now().UTC()
@@ -284,7 +344,7 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 				j.NextAt = now.Add(seatRetry)
 				continue
 			}
-			lease(j, r.svc.owner, now, r.svc.leaseFor)
+			lease(j, token, now, r.svc.leaseFor)
 			leased = true
 		}
 		x.NextWakeAt = nextWake(x, now)
@@ -296,7 +356,7 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 	if !leased {
 		return next, nil
 	}
-	done, err := r.svc.runLocal(ctx, next)
+	done, err := r.svc.runLocal(ctx, next, token)
 	if err != nil || done == nil {
 		return next, err
 	}
@@ -322,7 +382,7 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 		return e, nil
 	}
 	polling := j.State == identity.JobWaiting
-	leased := false
+	leased, token := false, r.svc.leaseToken()
 	e, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		leased = false
 		j := x.Jobs[jid]
@@ -334,7 +394,7 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 		if !polling {
 			j.Attempts++
 		}
-		lease(j, r.svc.owner, now, r.svc.leaseFor)
+		lease(j, token, now, r.svc.leaseFor)
 		leased = true
 		return nil
 	})
@@ -343,17 +403,18 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 	}
 	j = e.Jobs[jid]
 
-	callCtx, cancel := context.WithTimeout(ctx, r.svc.leaseFor/2)
-	res := r.execute(callCtx, e, j, polling)
-	cancel()
-
 	t, err := r.store.GetTenant(ctx, e.Tenant)
 	if err != nil {
 		return e, err
 	}
+	callCtx, cancel := context.WithTimeout(ctx, r.callTimeout)
+	stopRenewing := r.renew(callCtx, cancel, e.Tenant, e.ID, jid, token)
+	res := r.execute(callCtx, e, j, t.Policy, polling)
+	cancel()
+	stopRenewing()
 	out, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		j := x.Jobs[jid]
-		if j == nil || j.LeaseOwner != r.svc.owner || j.State != identity.JobRunning {
+		if j == nil || j.LeaseOwner != token || j.State != identity.JobRunning {
 			return identity.ErrSkip // lease lost: the effect was idempotent, the new owner records it
 		}
 		now := r.svc.now().UTC()
@@ -372,6 +433,57 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 	return out, nil
 }
 
+// renew keeps the lease of a running vendor call: every third of the lease it extends the
+// lease by a full one, so a call may take its whole timeout while a dead worker's job is
+// taken over within one lease. If the lease is lost (this worker stalled past it and another
+// one took the job), the call is cancelled: the new owner repeats it under the same key. The
+// returned function stops the renewal and waits for it.
+func (r *Runner) renew(ctx context.Context, cancelCall context.CancelFunc, tenant, id, jid, token string) func() {
+	every := r.svc.leaseFor / 3
+	if every <= 0 {
+		return func() {}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			held := false
+			_, err := r.store.UpdateEmployee(context.WithoutCancel(ctx), tenant, id, func(x *identity.Employee) error {
+				held = false
+				j := x.Jobs[jid]
+				if j == nil || j.LeaseOwner != token || j.State != identity.JobRunning {
+					return identity.ErrSkip
+				}
+				now := r.svc.now().UTC()
+				until := now.Add(r.svc.leaseFor)
+				j.LeaseUntil = &until // not Updated: CommandReported compares NextAt with the lease's start
+				x.NextWakeAt = nextWake(x, now)
+				held = true
+				return nil
+			})
+			if err != nil {
+				r.log.Warn("lease not renewed", "employee", id, "job", jid, "error", err)
+				continue
+			}
+			if !held {
+				r.log.Warn("lease lost during a vendor call; the new owner repeats it", "employee", id, "job", jid)
+				cancelCall()
+				return
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
 // result is what one execution of an external job produced.
 type result struct {
 	err     error
@@ -381,12 +493,13 @@ type result struct {
 	note    string
 }
 
-func (r *Runner) execute(ctx context.Context, e *identity.Employee, j *identity.Job, polling bool) result {
+func (r *Runner) execute(ctx context.Context, e *identity.Employee, j *identity.Job, p identity.Policy, polling bool) result {
 	conn, err := r.conns.Open(ctx, e.Tenant, j.Connector)
 	if err != nil {
 		return result{err: err}
 	}
 	person := personOf(e)
+	person.Match = mdm.MatchAttribute(p.DeviceMatch) // which attribute Finders look the person up by
 	req := mdm.Request{Key: j.Key, Action: mdm.Action(j.Action), Tenant: e.Tenant, Person: person,
 		WorkID: j.WorkID, Device: j.Device, Occurred: derefTime(e.Offboarded, j.Created)}
 
@@ -436,6 +549,8 @@ func (r *Runner) execute(ctx context.Context, e *identity.Employee, j *identity.
 
 // record stores the outcome of one attempt in the job (and, for a dispatch, the device jobs).
 func (r *Runner) record(e *identity.Employee, j *identity.Job, res result, p identity.Policy, now time.Time) {
+	// A result reported while the job ran (see CommandReported) is not lost to a long poll wait.
+	reported := j.State == identity.JobRunning && j.NextAt.After(j.Updated)
 	j.LeaseOwner, j.LeaseUntil, j.Updated = "", nil, now
 	err := res.err
 	switch {
@@ -494,6 +609,9 @@ func (r *Runner) record(e *identity.Employee, j *identity.Job, res result, p ide
 		j.State = identity.JobWaiting
 		wait := pollCommand << min(j.Attempts, 6)
 		j.NextAt = now.Add(min(wait, r.maxBackoff))
+		if reported {
+			j.NextAt = now
+		}
 		j.Attempts++
 	}
 }

@@ -5,14 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/offboard/offboard/identity"
 )
 
 // DefaultLeaseFor is how long a worker owns a job it started; a worker that dies is replaced
-// after this long. Vendor calls time out well before it.
-const DefaultLeaseFor = 60 * time.Second
+// after this long. Local effects take milliseconds; the runner renews the lease of a vendor
+// call every third of it while the call runs (see DefaultCallTimeout).
+const DefaultLeaseFor = 15 * time.Second
 
 // DefaultRetention is how long the history of a SCIM-deleted employee is kept.
 const DefaultRetention = 400 * 24 * time.Hour
@@ -30,7 +32,12 @@ type Service struct {
 	retention time.Duration
 	wake      func(tenant, employee string)
 	hasher    Hasher
+	newWorkID func() string
 	forget    *forgetter
+	decoy     struct {
+		once sync.Once
+		hash string
+	}
 }
 
 // Option configures a Service.
@@ -51,6 +58,10 @@ func WithLeaseFor(d time.Duration) Option { return func(s *Service) { s.leaseFor
 // WithHasher sets the password hasher (tests use a fast one).
 func WithHasher(h Hasher) Option { return func(s *Service) { s.hasher = h } }
 
+// WithWorkIDGenerator replaces the messenger ID generator (NewWorkID). Tests use it to force
+// collisions; whatever it returns, the registry decides whether an ID is new.
+func WithWorkIDGenerator(gen func() string) Option { return func(s *Service) { s.newWorkID = gen } }
+
 // WithRetention sets how long deleted employees' history is kept.
 func WithRetention(d time.Duration) Option { return func(s *Service) { s.retention = d } }
 
@@ -59,7 +70,7 @@ func NewService(store Store, conns Connectors, opts ...Option) *Service {
 	s := &Service{
 		store: store, conns: conns, now: time.Now, log: slog.Default(),
 		owner: "offboard-" + NewID()[:8], leaseFor: DefaultLeaseFor, retention: DefaultRetention,
-		wake: func(string, string) {}, hasher: BcryptHasher{},
+		wake: func(string, string) {}, hasher: BcryptHasher{}, newWorkID: NewWorkID,
 	}
 	for _, o := range opts {
 		o(s)
@@ -73,6 +84,11 @@ func (s *Service) SetWaker(w func(tenant, employee string)) { s.wake = w }
 
 // Owner is the lease owner name of this process.
 func (s *Service) Owner() string { return s.owner }
+
+// leaseToken names one execution of this process as a lease owner. Every request and every
+// runner pass leases under its own token, so two goroutines of one process exclude each other
+// exactly as two processes do; the process name prefix tells an operator whose lease it is.
+func (s *Service) leaseToken() string { return s.owner + "/" + NewID()[:8] }
 
 // Close flushes background work.
 func (s *Service) Close() { s.forget.close() }
@@ -101,12 +117,19 @@ func (s *Service) CreateUser(ctx context.Context, actor, tenant string, in UserI
 	if err := s.store.ClaimUserName(ctx, tenant, e.UserNameKey, e.ID); err != nil {
 		return nil, err
 	}
-	Plan(e, s.input(ctx, t, now, actor, false))
+	token := s.leaseToken()
+	plan, err := s.input(ctx, t, now, actor, false, token)
+	if err != nil {
+		_ = s.store.ReleaseUserName(context.WithoutCancel(ctx), tenant, e.UserNameKey, e.ID)
+		return nil, err
+	}
+	out := Plan(e, plan)
 	if err := s.store.InsertEmployee(ctx, e); err != nil {
 		_ = s.store.ReleaseUserName(context.WithoutCancel(ctx), tenant, e.UserNameKey, e.ID)
 		return nil, err
 	}
-	if done, err := s.runLocalWith(ctx, e, t); err != nil {
+	s.audit(ctx, tenant, actor, "", e, out, "employee.created")
+	if done, err := s.runLocalWith(ctx, e, token, t); err != nil {
 		s.log.Warn("local effects left to the runner", "employee", e.ID, "error", err)
 	} else if done != nil {
 		e = done
@@ -125,14 +148,16 @@ func apply(e *identity.Employee, in UserInput) {
 }
 
 // input builds the planning input for a tenant; brake reports whether the caller counted this
-// change as a final offboarding (see offboardingBraked).
-func (s *Service) input(ctx context.Context, t *identity.Tenant, now time.Time, actor string, braked bool) Input {
+// change as a final offboarding (see offboardingBraked); local jobs are leased to token.
+// An unreadable connector list fails the change (the IdP retries it) rather than planning an
+// offboarding without its device effects.
+func (s *Service) input(ctx context.Context, t *identity.Tenant, now time.Time, actor string, braked bool, token string) (Input, error) {
 	conns, err := s.conns.List(ctx, t.ID)
 	if err != nil {
-		s.log.Warn("connectors unavailable for planning", "tenant", t.ID, "error", err)
+		return Input{}, fmt.Errorf("list connectors for planning: %w", err)
 	}
 	return Input{Policy: t.Policy, Now: now, Connectors: conns, Braked: braked,
-		Lease: s.owner, LeaseFor: s.leaseFor, Actor: actor}
+		Lease: token, LeaseFor: s.leaseFor, Actor: actor}, nil
 }
 
 // Mutation changes the SCIM side of an employee (resource, userName, active, ...). It returns
@@ -166,10 +191,12 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 	}
 	var (
 		out         Outcome
+		before      identity.State
 		counted     bool
 		braked      bool
 		marked      bool
 		resourceChg bool
+		token       = s.leaseToken()
 	)
 	e, err := s.store.UpdateEmployee(ctx, tenant, id, func(e *identity.Employee) error {
 		if e.Deleted != nil {
@@ -179,6 +206,7 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 			return fmt.Errorf("version %d, resource at %d: %w", *ifMatch, e.Version, identity.ErrPrecondition)
 		}
 		now := s.now().UTC()
+		before = e.State
 		changed, err := m(e)
 		if err != nil {
 			return err
@@ -192,7 +220,11 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 			counted = true
 			braked = s.offboardingBraked(ctx, t, now)
 		}
-		out = Plan(e, s.input(ctx, t, now, actor, braked))
+		in, err := s.input(ctx, t, now, actor, braked, token)
+		if err != nil {
+			return err
+		}
+		out = Plan(e, in)
 		if !changed && !out.Changed() {
 			return identity.ErrSkip
 		}
@@ -217,15 +249,21 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 			s.log.Warn("seat queue not updated", "employee", id, "error", err)
 		}
 	}
-	if out.Changed() {
-		s.audit(ctx, tenant, actor, e, out)
+	switch {
+	case deleting:
+		s.audit(ctx, tenant, actor, before, e, out, "employee.deleted")
+	case out.Changed():
+		s.audit(ctx, tenant, actor, before, e, out, "")
 	}
-	if done, err := s.runLocalWith(ctx, e, t); err != nil {
+	if done, err := s.runLocalWith(ctx, e, token, t); err != nil {
 		s.log.Warn("local effects left to the runner", "employee", id, "error", err)
 	} else if done != nil {
 		e = done
 	}
-	if out.External || e.NextWakeAt != nil {
+	// Only new external work needs the runner now; timers and leases are due marks. Waking on
+	// any timer made the runner's own Reconcile wake it again for the same employee: a loop
+	// until the timer came (for a restricted employee, the whole notice period).
+	if out.External {
 		s.wake(tenant, id)
 	}
 	return e, nil
@@ -246,9 +284,11 @@ func (s *Service) offboardingBraked(ctx context.Context, t *identity.Tenant, now
 	return n > t.Policy.BrakeThreshold
 }
 
-func (s *Service) audit(ctx context.Context, tenant, actor string, e *identity.Employee, out Outcome) {
-	action := "employee.changed"
+// audit records a lifecycle transition of e from state before (empty for a new employee);
+// action, if set, overrides the one the outcome names.
+func (s *Service) audit(ctx context.Context, tenant, actor string, before identity.State, e *identity.Employee, out Outcome, action string) {
 	switch {
+	case action != "":
 	case out.Offboarded:
 		action = "employee.offboarded"
 	case out.Restricted:
@@ -259,10 +299,18 @@ func (s *Service) audit(ctx context.Context, tenant, actor string, e *identity.E
 		action = "employee.hired"
 	case out.Dropped:
 		action = "employee.dropped"
+	default:
+		action = "employee.changed"
+	}
+	if out.Hired && action == "employee.created" {
+		action = "employee.hired"
 	}
 	entry := &identity.AuditEntry{
 		ID: NewID(), Tenant: tenant, At: s.now().UTC(), Actor: actor, Action: action, Target: e.ID,
 		After: map[string]any{"state": e.State, "workId": e.WorkID, "generation": e.Generation},
+	}
+	if before != "" {
+		entry.Before = map[string]any{"state": before}
 	}
 	if err := s.store.AppendAudit(ctx, entry); err != nil {
 		s.log.Warn("audit entry not written", "tenant", tenant, "action", action, "error", err)

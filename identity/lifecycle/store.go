@@ -11,6 +11,7 @@ import (
 // Store is the storage the lifecycle needs (implemented by internal/mongostore).
 type Store interface {
 	GetTenant(ctx context.Context, id string) (*identity.Tenant, error)
+	ListTenants(ctx context.Context) ([]*identity.Tenant, error)
 	AcquireSeat(ctx context.Context, tenant, op, employee string) (bool, error)
 	ReleaseSeat(ctx context.Context, tenant, op, employee string) error
 	ForgetSeatOps(ctx context.Context, tenant string, ops []string) error
@@ -23,6 +24,8 @@ type Store interface {
 	GetEmployee(ctx context.Context, tenant, id string) (*identity.Employee, error)
 	UpdateEmployee(ctx context.Context, tenant, id string, fn func(*identity.Employee) error) (*identity.Employee, error)
 	EmployeesWithState(ctx context.Context, tenant string, jobState identity.JobState) ([]string, error)
+	ExpiredEmployees(ctx context.Context, now time.Time) ([]string, error)
+	PurgeEmployee(ctx context.Context, id string, rev int64) error
 
 	InsertWorkID(ctx context.Context, r *identity.WorkIDRecord) error
 	GetWorkID(ctx context.Context, id string) (*identity.WorkIDRecord, error)

@@ -73,14 +73,8 @@ func Open(raw json.RawMessage, deps mdm.Deps) (mdm.Connector, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("threemawork config: %w", err)
 	}
-	client := deps.HTTPClient
-	if client == nil {
-		return nil, errors.New("threemawork: no HTTP client")
-	}
-	now := deps.Now
-	if now == nil {
-		now = time.Now
-	}
+	client := deps.Client()
+	now := deps.Clock()
 	return &Connector{cfg: c, client: client, now: now}, nil
 }
 

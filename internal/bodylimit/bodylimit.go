@@ -7,6 +7,9 @@
 package bodylimit
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"net/http"
 )
 
@@ -31,11 +34,19 @@ type Option func(*limits)
 
 type limits struct {
 	maxHeader int
+	buffer    bool
 }
 
 // MaxHeaderBytes sets the header budget (default DefaultMaxHeaderBytes): the
 // request line's URI plus every header name and value.
 func MaxHeaderBytes(n int) Option { return func(l *limits) { l.maxHeader = n } }
+
+// Buffer makes the middleware read the whole body (at most maxBody bytes) before calling
+// next, so that a body sent without a declared length (chunked) that turns out too large is
+// also refused with 413 in the API's format, instead of surfacing as a read error inside a
+// handler that cannot tell it from malformed input. A body that cannot be read (the client
+// went away, the read timed out) is refused with 400. Use it where bodies are small.
+func Buffer() Option { return func(l *limits) { l.buffer = true } }
 
 // Middleware refuses requests whose declared Content-Length exceeds maxBody with
 // 413, and requests whose URI and headers exceed the header budget with 431,
@@ -60,6 +71,20 @@ func Middleware(maxBody int64, onError ErrorWriter, opts ...Option) func(http.Ha
 			}
 			if r.Body != nil && r.Body != http.NoBody {
 				r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+				if l.buffer {
+					b, err := io.ReadAll(r.Body)
+					if err != nil {
+						w.Header().Set("Connection", "close")
+						status := http.StatusBadRequest
+						var tooLarge *http.MaxBytesError
+						if errors.As(err, &tooLarge) {
+							status = http.StatusRequestEntityTooLarge
+						}
+						onError(w, r, status)
+						return
+					}
+					r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+				}
 			}
 			next.ServeHTTP(w, r)
 		})

@@ -170,3 +170,42 @@ func TestDecodeJSON(t *testing.T) {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+func TestBufferedMiddleware(t *testing.T) {
+	var got string
+	h := Middleware(64, scimError, Buffer())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = string(b)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	serve := func(body io.Reader) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/Users", body)
+		r.ContentLength = -1 // chunked: no declared length
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	t.Run("an undeclared body within the limit reaches the handler whole", func(t *testing.T) {
+		got = ""
+		if rec := serve(strings.NewReader(strings.Repeat("y", 64))); rec.Code != http.StatusNoContent || got != strings.Repeat("y", 64) {
+			t.Fatalf("status %d, body %q", rec.Code, got)
+		}
+	})
+	t.Run("an undeclared oversized body gets 413 in the caller's format without reaching the handler", func(t *testing.T) {
+		got = "untouched"
+		rec := serve(strings.NewReader(strings.Repeat("y", 65)))
+		if rec.Code != http.StatusRequestEntityTooLarge || !strings.Contains(rec.Body.String(), "scim") || got != "untouched" {
+			t.Fatalf("status %d body %q, handler saw %q", rec.Code, rec.Body, got)
+		}
+		if rec.Header().Get("Connection") != "close" {
+			t.Error("the connection is kept open for the rest of the body")
+		}
+	})
+	t.Run("a body that cannot be read gets 400", func(t *testing.T) {
+		got = "untouched"
+		rec := serve(io.MultiReader(strings.NewReader("abc"), errReader{errors.New("connection reset")}))
+		if rec.Code != http.StatusBadRequest || got != "untouched" {
+			t.Fatalf("status %d, handler saw %q", rec.Code, got)
+		}
+	})
+}

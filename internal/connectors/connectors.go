@@ -27,6 +27,9 @@ type Kind struct {
 	Redact func(json.RawMessage) json.RawMessage
 	// Notifier kinds get one person-level job per offboarding instead of device jobs.
 	Notifier bool
+	// Messenger kinds bridge to an external messenger's license management (see
+	// lifecycle.ConnectorInfo.Messenger); they are Notifiers too.
+	Messenger bool
 	// Hook, if set, makes the kind receive results on an inbound webhook URL with a secret.
 	Hook *Hook
 }
@@ -62,7 +65,7 @@ type Manager struct {
 	limiters *mdm.Limiters
 	now      func() time.Time
 	log      *slog.Logger
-	wake     func(tenant, employee string)
+	wake     func(tenant, employee, connector, command string)
 
 	mu    sync.Mutex
 	cache map[string]cached
@@ -82,17 +85,33 @@ type listed struct {
 // listTTL bounds how long a tenant's connector list is cached for planning.
 const listTTL = 2 * time.Second
 
-// New returns a Manager.
-func New(store Store, keys *secretbox.Keyring, kinds map[string]Kind, client *http.Client, log *slog.Logger) *Manager {
-	return &Manager{
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithClock sets the clock handed to connectors and used for health and list caching.
+func WithClock(now func() time.Time) Option { return func(m *Manager) { m.now = now } }
+
+// New returns a Manager. Its mdm.Limiters are the process's: every connector it opens, and every
+// reopening of one (a changed configuration), shares the limiter of its vendor account.
+func New(store Store, keys *secretbox.Keyring, kinds map[string]Kind, client *http.Client, log *slog.Logger, opts ...Option) *Manager {
+	m := &Manager{
 		store: store, keys: keys, kinds: kinds, client: client, limiters: &mdm.Limiters{},
-		now: time.Now, log: log, wake: func(string, string) {},
+		now: time.Now, log: log, wake: func(string, string, string, string) {},
 		cache: map[string]cached{}, list: map[string]listed{},
 	}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
 }
 
-// SetWaker connects the job runner for inbound results.
-func (m *Manager) SetWaker(w func(tenant, employee string)) { m.wake = w }
+// Limiters returns the process's rate and concurrency limiters, shared by every connector the
+// Manager opens (keyed by vendor account, see mdm.Limiters).
+func (m *Manager) Limiters() *mdm.Limiters { return m.limiters }
+
+// SetWaker connects the job runner for inbound results (lifecycle.Runner.CommandReported): it
+// is told which employee's job waits on the command a vendor reported on.
+func (m *Manager) SetWaker(w func(tenant, employee, connector, command string)) { m.wake = w }
 
 // Types lists the registered connector types.
 func (m *Manager) Types() []string {
@@ -193,7 +212,7 @@ func (m *Manager) List(ctx context.Context, tenant string) ([]lifecycle.Connecto
 	}
 	infos := make([]lifecycle.ConnectorInfo, 0, len(cs))
 	for _, c := range cs {
-		infos = append(infos, lifecycle.ConnectorInfo{ID: c.ID, Name: c.Name, Type: c.Type, Notifier: m.kinds[c.Type].Notifier})
+		infos = append(infos, lifecycle.ConnectorInfo{ID: c.ID, Name: c.Name, Type: c.Type, Notifier: m.kinds[c.Type].Notifier, Messenger: m.kinds[c.Type].Messenger})
 	}
 	m.mu.Lock()
 	m.list[tenant] = listed{at: m.now(), infos: infos}
@@ -289,7 +308,7 @@ func (m *Manager) onResult(connector, command string) {
 	if err != nil {
 		return
 	}
-	m.wake(tenant, emp)
+	m.wake(tenant, emp, connector, command)
 }
 
 // Waiting records which employee waits on a vendor command (so an inbound result wakes it).

@@ -102,7 +102,7 @@ func (s *Store) InsertEmployee(ctx context.Context, e *identity.Employee) error 
 	if err := s.addExternalID(ctx, e.Tenant, e.ExternalID, e.ID); err != nil {
 		return err
 	}
-	raw, err := bson.Marshal(e)
+	raw, err := bson.Marshal(stored(e))
 	if err != nil {
 		return fmt.Errorf("insert employee: %w", err)
 	}
@@ -143,8 +143,16 @@ func decodeEmployee(raw bson.Raw) (*identity.Employee, error) {
 	if err := bson.Unmarshal(raw, &e); err != nil {
 		return nil, fmt.Errorf("decode employee: %w", err)
 	}
-	e.Resource = Plain(e.Resource)
+	e.Resource = unescapeDocument(Plain(e.Resource))
 	return &e, nil
+}
+
+// stored is the form of an employee written to the database: its SCIM resource, whose field
+// names the client chose, with those names escaped (see FieldName).
+func stored(e *identity.Employee) *identity.Employee {
+	doc := *e
+	doc.Resource = escapeDocument(e.Resource)
+	return &doc
 }
 
 // GetEmployee reads a tenant's employee; another tenant's or a deleted one is ErrNotFound.
@@ -259,7 +267,7 @@ func (s *Store) UpdateEmployee(ctx context.Context, tenant, id string, fn func(*
 				return nil, err
 			}
 		}
-		doc, err := bson.Marshal(next)
+		doc, err := bson.Marshal(stored(next))
 		if err != nil {
 			return nil, fmt.Errorf("update employee: %w", err)
 		}

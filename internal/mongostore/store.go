@@ -113,22 +113,22 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // EnsureSchema creates every collection and index. It is idempotent and runs at start-up.
 func (s *Store) EnsureSchema(ctx context.Context) error {
-	// A fresh options builder per index: the driver writes the generated name into the builder,
-	// so one shared builder named the connectors' index after the tenants' (nameKey_1), and the
-	// next start failed at random, depending on map order, with IndexOptionsConflict.
-	unique := func() *options.IndexOptionsBuilder { return options.Index().SetUnique(true) }
+	// A fresh builder per index: the driver writes the generated name into the builder it is
+	// given, so a shared one named the second unique index after the first, differently on
+	// every start (map order), and the next start failed with IndexOptionsConflict.
+	unique := func(name string) *options.IndexOptionsBuilder { return options.Index().SetUnique(true).SetName(name) }
 	indexes := map[string][]mongo.IndexModel{
-		colTenants:   {{Keys: bson.D{{Key: "nameKey", Value: 1}}, Options: unique()}},
+		colTenants:   {{Keys: bson.D{{Key: "nameKey", Value: 1}}, Options: unique("nameKey_1")}},
 		colTokens:    {{Keys: bson.D{{Key: "tenant", Value: 1}}}},
 		colEmployees: {{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "userNameKey", Value: 1}}, Options: options.Index().SetUnique(true).SetName("tenant_userNameKey")}},
 		colKeys:      {{Keys: bson.D{{Key: "at", Value: 1}}}},
 		colGroups:    {{Keys: bson.D{{Key: "tenant", Value: 1}}}},
-		colMembers:   {{Keys: bson.D{{Key: "group", Value: 1}}}},
+		colMembers:   {{Keys: bson.D{{Key: "group", Value: 1}}}, {Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "value", Value: 1}}}},
 		colWorkIDs:   {{Keys: bson.D{{Key: "employee", Value: 1}}}},
 		colDue:       {{Keys: bson.D{{Key: "at", Value: 1}}}},
 		colAudit:     {{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "at", Value: 1}}}},
 		colConnectors: {
-			{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "name", Value: 1}}, Options: unique()},
+			{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "name", Value: 1}}, Options: unique("tenant_1_name_1")},
 		},
 		colCommands: {{Keys: bson.D{{Key: "connector", Value: 1}}}},
 		colMeta:     {{Keys: bson.D{{Key: "kind", Value: 1}}}},
@@ -137,11 +137,7 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 	for col, models := range indexes {
 		for _, m := range models {
 			_, err := s.db.Collection(col).Indexes().CreateOne(ctx, m)
-			var ce mongo.CommandError
-			if errors.As(err, &ce) && ce.Code == errIndexOptionsConflict {
-				continue // the same keys are indexed under another name (databases made before the fix above)
-			}
-			if err != nil {
+			if err != nil && !sameKeysOtherName(err) {
 				return wrap("create indexes on "+col, err)
 			}
 		}
@@ -149,9 +145,12 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 	return nil
 }
 
-// errIndexOptionsConflict is MongoDB's error code for an index whose keys exist under another
-// name or with other options.
-const errIndexOptionsConflict = 85
+// sameKeysOtherName reports IndexOptionsConflict: an index with these keys exists under
+// another name (databases created by a version that named indexes inconsistently).
+func sameKeysOtherName(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && se.HasErrorCode(85)
+}
 
 // Drop deletes the whole database (tests).
 func (s *Store) Drop(ctx context.Context) error { return s.db.Drop(ctx) }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -297,11 +298,12 @@ func (s *Server) putOIDC(w http.ResponseWriter, r *http.Request) {
 		err := s.cfg.OIDC.Probe(ctx, cfg)
 		cancel()
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "issuer discovery failed: "+err.Error())
+			s.cfg.Log.Info("oidc probe failed", "tenant", tenantOf(r).ID, "issuer", cfg.Issuer, "error", err)
+			writeError(w, http.StatusBadRequest, "issuer discovery failed: "+probeDetail(err))
 			return
 		}
 	}
-	oc := &identity.OIDCConfig{Issuer: cfg.Issuer, Audience: cfg.Audience, Claims: cfg.Claims, DiscoveryURL: cfg.DiscoveryURL}
+	oc := identity.NewOIDCConfig(cfg.Issuer, cfg.Audience, cfg.DiscoveryURL, cfg.Claims)
 	before := tenantOf(r)
 	t, err := s.cfg.Store.UpdateTenant(r.Context(), before.ID, func(t *identity.Tenant) error { t.OIDC = oc; return nil })
 	if err != nil {
@@ -310,6 +312,22 @@ func (s *Server) putOIDC(w http.ResponseWriter, r *http.Request) {
 	}
 	s.auditAdmin(r, t.ID, "tenant.oidc_changed", t.ID, before.OIDC, t.OIDC)
 	writeJSON(w, http.StatusOK, t.OIDC)
+}
+
+// probeDetail is what a tenant administrator is told about a failed issuer probe. The probe
+// fetches URLs the administrator chose from inside the deployment's network, so network-level
+// failures are reported without their cause (resolver addresses, dial errors, internal host
+// names); the issuer-level ones (status, issuer mismatch, bad document) are kept.
+func probeDetail(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		host := ue.URL
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			host = u.Host
+		}
+		return "could not connect to " + host
+	}
+	return err.Error()
 }
 
 func (s *Server) deleteOIDC(w http.ResponseWriter, r *http.Request) {
@@ -655,10 +673,27 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) auditAdmin(r *http.Request, tenant, action, target string, before, after any) {
 	e := &identity.AuditEntry{ID: lifecycle.NewID(), Tenant: tenant, At: s.cfg.Now().UTC(),
-		Actor: adminFrom(r.Context()).Actor, Action: action, Target: target, Before: before, After: after}
+		Actor: adminFrom(r.Context()).Actor, Action: action, Target: target, Before: jsonShape(before), After: jsonShape(after)}
 	if err := s.cfg.Store.AppendAudit(r.Context(), e); err != nil {
 		s.cfg.Log.Warn("audit entry not written", "action", action, "error", err)
 	}
+}
+
+// jsonShape stores a value as the admin API shows it (a policy's durations as "72h0m0s", not
+// as BSON nanoseconds), so the audit log reads like the API it records.
+func jsonShape(v any) any {
+	if v == nil {
+		return nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return v
+	}
+	return out
 }
 
 func readLimited(r *http.Request, limit int64) ([]byte, error) {

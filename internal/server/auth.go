@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -22,15 +23,21 @@ import (
 // (messenger tokens). Tokens are looked up by id and compared by hash in constant time;
 // revocation takes effect on the next request.
 type authn struct {
-	cfg     Config
-	limiter *ratelimit.Limiter
+	cfg      Config
+	limiter  *ratelimit.Limiter
+	licenses *ratelimit.Limiter
 
 	mu      sync.Mutex
 	touched map[string]time.Time
 }
 
 func newAuthn(cfg Config) *authn {
-	return &authn{cfg: cfg, limiter: ratelimit.New(cfg.TokenRate, cfg.TokenBurst), touched: map[string]time.Time{}}
+	return &authn{
+		cfg:      cfg,
+		limiter:  ratelimit.New(cfg.TokenRate, cfg.TokenBurst),
+		licenses: ratelimit.New(cfg.LicenseRate, cfg.LicenseBurst),
+		touched:  map[string]time.Time{},
+	}
 }
 
 var errUnauthorized = errors.New("unauthorized")
@@ -105,10 +112,16 @@ func (a *authn) scimMiddleware(next http.Handler) http.Handler {
 				return
 			}
 			claims, err := a.cfg.OIDC.Verify(r.Context(), oidcauth.Config{
-				Issuer: t.OIDC.Issuer, Audience: t.OIDC.Audience, Claims: t.OIDC.Claims, DiscoveryURL: t.OIDC.DiscoveryURL,
+				Issuer: t.OIDC.Issuer, Audience: t.OIDC.Audience, Claims: t.OIDC.ClaimMap(), DiscoveryURL: t.OIDC.DiscoveryURL,
 			}, raw)
 			if err != nil {
-				a.cfg.Log.Info("jwt rejected", "tenant", tenant, "reason", errors.Unwrap(err))
+				// oidcauth errors never contain the token; an unreachable issuer is the
+				// operator's concern, a bad token only the caller's.
+				level := slog.LevelInfo
+				if errors.Is(err, oidcauth.ErrUnavailable) || errors.Is(err, oidcauth.ErrConfig) {
+					level = slog.LevelWarn
+				}
+				a.cfg.Log.Log(r.Context(), level, "jwt rejected", "tenant", tenant, "reason", err.Error())
 				scimUnauthorized(w)
 				return
 			}
@@ -128,7 +141,7 @@ func ignoreNotFound(err error) error {
 // failed answers an authentication failure: 401, or 503 when the store could not be asked.
 func (a *authn) failed(w http.ResponseWriter, r *http.Request, err error, scimAPI bool) {
 	if err != nil && !errors.Is(err, errUnauthorized) {
-		a.cfg.Log.Warn("authentication unavailable", "route", r.URL.Path, "error", err)
+		a.cfg.Log.Warn("authentication unavailable", "route", routePattern(r), "error", err)
 		if scimAPI {
 			scim.WriteError(w, http.StatusServiceUnavailable, "", "The service is temporarily unavailable; retry later.")
 		} else {
@@ -188,30 +201,62 @@ func (a *authn) adminMiddleware(next http.Handler) http.Handler {
 	})
 }
 
+// messengerCaller is an authenticated messenger backend: the tenant its token belongs to.
+type messengerCaller struct {
+	Tenant string
+	Actor  string
+}
+
 type messengerKey struct{}
 
-// messengerTenant authenticates a messenger-scope token and returns its tenant.
-func (a *authn) messengerTenant(r *http.Request) (string, string, error) {
-	raw, ok := token.Bearer(r.Header.Get("Authorization"))
-	if !ok {
-		return "", "", errUnauthorized
+func messengerFrom(ctx context.Context) messengerCaller {
+	m, _ := ctx.Value(messengerKey{}).(messengerCaller)
+	return m
+}
+
+// messengerMiddleware authenticates a messenger-scope token.
+func (a *authn) messengerMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, ok := token.Bearer(r.Header.Get("Authorization"))
+		if !ok {
+			a.failed(w, r, nil, false)
+			return
+		}
+		rec, err := a.lookup(r.Context(), raw, token.ScopeMessenger)
+		if err != nil {
+			a.failed(w, r, err, false)
+			return
+		}
+		m := messengerCaller{Tenant: rec.Tenant, Actor: "token:" + rec.ID}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), messengerKey{}, m)))
+	})
+}
+
+// credentialKey is the rate-limit key of an authenticated request: the tenant and the
+// credential (two tenants' IdPs may well use the same JWT subject).
+func credentialKey(r *http.Request) (string, bool) {
+	if p, ok := scim.PrincipalFrom(r.Context()); ok {
+		return "scim|" + p.Tenant + "|" + p.Actor, true
 	}
-	rec, err := a.lookup(r.Context(), raw, token.ScopeMessenger)
-	if err != nil {
-		return "", "", err
+	if ad := adminFrom(r.Context()); ad.Actor != "" {
+		return "admin|" + ad.Tenant + "|" + ad.Actor, true
 	}
-	return rec.Tenant, "token:" + rec.ID, nil
+	if m := messengerFrom(r.Context()); m.Actor != "" {
+		return "messenger|" + m.Tenant + "|" + m.Actor, true
+	}
+	return "", false
 }
 
 // perCredential rate-limits each authenticated credential.
 func (a *authn) perCredential(deny ratelimit.DenyFunc) func(http.Handler) http.Handler {
-	return a.limiter.Middleware(func(r *http.Request) (string, bool) {
-		if p, ok := scim.PrincipalFrom(r.Context()); ok {
-			return p.Actor, true
-		}
-		if ad := adminFrom(r.Context()); ad.Actor != "" {
-			return ad.Actor, true
-		}
-		return "", false
+	return a.limiter.Middleware(credentialKey, deny)
+}
+
+// perLicense rate-limits license checks per presented license username: every check costs a
+// bcrypt comparison, so one leaked credential must not be able to burn the server's CPU.
+func (a *authn) perLicense(deny ratelimit.DenyFunc) func(http.Handler) http.Handler {
+	return a.licenses.Middleware(func(r *http.Request) (string, bool) {
+		user, _, ok := r.BasicAuth()
+		return "license|" + user, ok
 	}, deny)
 }

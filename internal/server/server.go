@@ -42,14 +42,23 @@ type Config struct {
 	MaxBody        int64 // default 1 MiB
 	MaxHeaderBytes int   // default 64 KiB
 	TrustedProxies []netip.Prefix
-	// TokenRate/TokenBurst limit each credential, IPRate/IPBurst each client address.
-	TokenRate, IPRate   float64
-	TokenBurst, IPBurst int
+	// TokenRate/TokenBurst limit each credential, IPRate/IPBurst each client address,
+	// LicenseRate/LicenseBurst the license checks of each license username (per second).
+	TokenRate, IPRate, LicenseRate    float64
+	TokenBurst, IPBurst, LicenseBurst int
 	// AllowInsecureIssuer permits http://127.0.0.1 OIDC issuers (development only).
 	AllowInsecureIssuer bool
 	// Ready reports whether the database answers (GET /readyz).
 	Ready func(ctx context.Context) error
 }
+
+// Defaults of the license-check limit per license username: an app checks its license at
+// start-up, so a burst of 20 and one a second is far above any real device, while each check
+// costs a bcrypt comparison on the server.
+const (
+	DefaultLicenseRate  = 1.0
+	DefaultLicenseBurst = 20
+)
 
 // Server is the assembled HTTP handler.
 type Server struct {
@@ -74,10 +83,13 @@ func New(cfg Config) *Server {
 		cfg.MaxHeaderBytes = 64 << 10
 	}
 	if cfg.TokenRate <= 0 {
-		cfg.TokenRate, cfg.TokenBurst = 50, 100
+		cfg.TokenRate, cfg.TokenBurst = ratelimit.DefaultTokenRate, ratelimit.DefaultTokenBurst
 	}
 	if cfg.IPRate <= 0 {
-		cfg.IPRate, cfg.IPBurst = 200, 400
+		cfg.IPRate, cfg.IPBurst = ratelimit.DefaultIPRate, ratelimit.DefaultIPBurst
+	}
+	if cfg.LicenseRate <= 0 {
+		cfg.LicenseRate, cfg.LicenseBurst = DefaultLicenseRate, DefaultLicenseBurst
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
@@ -97,7 +109,7 @@ func (s *Server) SCIMBaseURL(tenant string) string { return s.cfg.PublicURL + "/
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.recoverer, s.logRequests)
+	r.Use(s.recoverer, s.logRequests, secureHeaders)
 	ips := ratelimit.NewIPResolver(s.cfg.TrustedProxies...)
 	perIP := ratelimit.New(s.cfg.IPRate, s.cfg.IPBurst)
 
@@ -109,13 +121,15 @@ func (s *Server) routes() chi.Router {
 
 	// SCIM: per-IP limit, failed-auth throttle per IP and tenant (IdPs share cloud egress
 	// addresses: one tenant's stale token must not lock out the others), authentication,
-	// per-credential limit, body limit.
+	// per-credential limit, body limit (buffered, so chunked bodies get 413 too), filter and
+	// PATCH limits.
 	scimDeny := func(w http.ResponseWriter, _ *http.Request, status int) {
 		scim.WriteError(w, status, "", http.StatusText(status)+".")
 	}
 	scimThrottle := ratelimit.NewAuthThrottle(20, time.Minute, 5*time.Minute)
 	scimHandler := scim.NewHandler(scim.Config{
 		Users: s.cfg.Service, Lookup: s.cfg.Store, BaseURL: s.SCIMBaseURL, Log: s.cfg.Log,
+		MaxBody: s.cfg.MaxBody, Now: s.cfg.Now,
 	})
 	r.Route("/scim/v2/{tenant}", func(r chi.Router) {
 		r.Use(s.api("scim"))
@@ -126,7 +140,8 @@ func (s *Server) routes() chi.Router {
 		}, scimDeny))
 		r.Use(s.auth.scimMiddleware)
 		r.Use(s.auth.perCredential(scimDeny))
-		r.Use(bodylimit.Middleware(s.cfg.MaxBody, scimDeny, bodylimit.MaxHeaderBytes(s.cfg.MaxHeaderBytes)))
+		r.Use(bodylimit.Middleware(s.cfg.MaxBody, scimDeny, bodylimit.MaxHeaderBytes(s.cfg.MaxHeaderBytes), bodylimit.Buffer()))
+		r.Use(scimGuard)
 		h := func(w http.ResponseWriter, req *http.Request) {
 			prefix := "/scim/v2/" + chi.URLParam(req, "tenant")
 			http.StripPrefix(prefix, scimHandler).ServeHTTP(w, req)
@@ -155,7 +170,7 @@ func (s *Server) routes() chi.Router {
 		r.Use(perIP.Middleware(ips.Key, jsonDeny))
 		r.Use(msgThrottle.Middleware(ips.Key, jsonDeny))
 		r.Use(bodylimit.Middleware(64<<10, jsonDeny, bodylimit.MaxHeaderBytes(s.cfg.MaxHeaderBytes)))
-		s.messengerRoutes(r)
+		s.messengerRoutes(r, jsonDeny)
 	})
 
 	r.Route("/hooks", func(r chi.Router) {

@@ -58,6 +58,18 @@ type Options struct {
 	Server func(*server.Config)
 	// Runner adds runner options.
 	Runner []lifecycle.RunnerOption
+	// Service adds lifecycle service options (a short lease for crash tests).
+	Service []lifecycle.Option
+	// ConnectorClient, if set, is the HTTP client connectors call vendors with (one that trusts
+	// the test servers' certificates).
+	ConnectorClient *http.Client
+	// Log, if set, receives the server's log (debug level) as text.
+	Log io.Writer
+	// Keys, if set, seal connector secrets instead of a fresh key (restarts on the same data).
+	Keys *secretbox.Keyring
+	// Logger, if set, receives every log line of the server, service, runner and connectors
+	// (instead of Log).
+	Logger *slog.Logger
 }
 
 // Clock is a settable clock, safe for concurrent use.
@@ -98,27 +110,44 @@ func Start(t testing.TB, opt ...Options) *Env {
 	if store == nil {
 		store = testdb.New(t, mongostore.WithClock(now))
 	}
-	var key [32]byte
-	_, _ = rand.Read(key[:])
-	keys, err := secretbox.ParseKeys(base64.StdEncoding.EncodeToString(key[:]))
-	if err != nil {
-		t.Fatal(err)
+	keys := o.Keys
+	if keys == nil {
+		var key [32]byte
+		_, _ = rand.Read(key[:])
+		var err error
+		if keys, err = secretbox.ParseKeys(base64.StdEncoding.EncodeToString(key[:])); err != nil {
+			t.Fatal(err)
+		}
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var logTo []io.Writer
+	if o.Log != nil {
+		logTo = append(logTo, o.Log)
+	}
 	if os.Getenv("OFFBOARD_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		logTo = append(logTo, os.Stderr)
+	}
+	log := slog.New(slog.DiscardHandler)
+	if len(logTo) > 0 {
+		log = slog.New(slog.NewTextHandler(io.MultiWriter(logTo...), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if o.Logger != nil {
+		log = o.Logger
 	}
 	client := &http.Client{Timeout: 20 * time.Second}
-	conns := connectors.New(store, keys, builtin.Kinds(), client, log)
-	svc := lifecycle.NewService(store, conns, lifecycle.WithClock(now), lifecycle.WithLogger(log),
-		lifecycle.WithHasher(lifecycle.BcryptHasher{Cost: 4}))
+	connClient := client
+	if o.ConnectorClient != nil {
+		connClient = o.ConnectorClient
+	}
+	conns := connectors.New(store, keys, builtin.Kinds(), connClient, log, connectors.WithClock(now))
+	svc := lifecycle.NewService(store, conns, append([]lifecycle.Option{lifecycle.WithClock(now), lifecycle.WithLogger(log),
+		lifecycle.WithHasher(lifecycle.BcryptHasher{Cost: 4})}, o.Service...)...)
 	ropts := append([]lifecycle.RunnerOption{
 		lifecycle.WithIntervals(50*time.Millisecond, time.Second),
 		lifecycle.WithBackoff(100*time.Millisecond, 2*time.Second, 5),
 		lifecycle.WithOnWaiting(conns.Waiting),
 	}, o.Runner...)
 	runner := lifecycle.NewRunner(svc, ropts...)
-	conns.SetWaker(runner.Wake)
+	conns.SetWaker(runner.CommandReported)
 	cfg := server.Config{
 		Store: store, Service: svc, Connectors: conns, PublicURL: "",
 		OIDC:          oidcauth.New(oidcauth.WithHTTPClient(client), oidcauth.WithLogger(log)),
@@ -234,6 +263,14 @@ func (e *Env) CreateTenant(name string, seats int) *Tenant {
 		e.T.Fatalf("create tenant: %d %s", r.Status, r.Raw)
 	}
 	return &Tenant{ID: r.JSON["id"].(string), Name: name, SCIMBase: r.JSON["scimBaseUrl"].(string), SCIMToken: r.JSON["scimToken"].(string), env: e}
+}
+
+// On returns the tenant as seen through another environment (a restarted server on the same
+// store).
+func (t *Tenant) On(e *Env) *Tenant {
+	c := *t
+	c.env = e
+	return &c
 }
 
 // SCIM sends a SCIM request to the tenant's endpoint with its token.

@@ -3,6 +3,7 @@ package intune
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -40,34 +41,55 @@ const listSelect = "id,deviceName,operatingSystem,managedDeviceOwnerType,managem
 // maxPages bounds pagination against a vendor that keeps sending nextLinks.
 const maxPages = 50
 
-// FindDevices implements mdm.Finder: the managed devices whose userPrincipalName is the person's
-// user name (Entra ID provisions userName as the UPN), or e-mail when there is no user name.
+// FindDevices implements mdm.Finder. By userName (the default) or email it lists the managed
+// devices whose userPrincipalName is that value (Entra ID provisions userName as the UPN, which in
+// most tenants is also the e-mail address); by externalId, which must then carry the user's Entra
+// object id, it lists /users/{id}/managedDevices.
 func (c *Connector) FindDevices(ctx context.Context, p mdm.Person) ([]mdm.Device, error) {
-	upn := p.UserName
-	if upn == "" {
-		upn = p.Email
+	attr, value := p.MatchValue()
+	if p.Match == "" && value == "" {
+		attr, value = mdm.MatchEmail, p.Email
 	}
-	if upn == "" {
-		return nil, &mdm.VendorError{Vendor: Type, Op: "find devices", Detail: "person has neither userName nor email"}
+	if value == "" {
+		return nil, &mdm.VendorError{Vendor: Type, Op: "find devices", Detail: "person has no " + string(attr)}
 	}
-	next := "/deviceManagement/managedDevices?" + query(
-		"$filter", "userPrincipalName eq "+odataString(upn),
-		"$select", listSelect,
-	)
+	var next string
+	keep := func(d managedDevice) bool {
+		// Defence in depth: never act on another person's device.
+		return d.UserPrincipalName == "" || strings.EqualFold(d.UserPrincipalName, value)
+	}
+	switch attr {
+	case mdm.MatchExternalID:
+		if !guidRE.MatchString(value) {
+			return nil, &mdm.VendorError{Vendor: Type, Op: "find devices",
+				Detail: "externalId is not an Entra object id; map objectId to externalId in the provisioning app or match by userName"}
+		}
+		next = "/users/" + value + "/managedDevices?" + query("$select", listSelect+",userId")
+		keep = func(d managedDevice) bool { return d.UserID == "" || strings.EqualFold(d.UserID, value) }
+	default:
+		next = "/deviceManagement/managedDevices?" + query(
+			"$filter", "userPrincipalName eq "+odataString(value),
+			"$select", listSelect,
+		)
+	}
 	var out []mdm.Device
 	for page := 0; next != ""; page++ {
 		if page == maxPages {
 			return nil, &mdm.VendorError{Vendor: Type, Op: "find devices", Retryable: true, Detail: "too many result pages"}
 		}
 		var l deviceList
-		if err := c.call(ctx, "find devices", "GET", next, nil, &l); err != nil {
+		err := c.call(ctx, "find devices", "GET", next, nil, &l)
+		var ve *mdm.VendorError
+		if attr == mdm.MatchExternalID && errors.As(err, &ve) && ve.StatusCode == http.StatusNotFound {
+			return out, nil // Entra knows no such user, so Intune has no device of theirs
+		}
+		if err != nil {
 			return nil, err
 		}
 		for _, d := range l.Value {
-			if !strings.EqualFold(d.UserPrincipalName, upn) && d.UserPrincipalName != "" {
-				continue // defence in depth: never act on another person's device
+			if keep(d) {
+				out = append(out, c.device(d))
 			}
-			out = append(out, c.device(d))
 		}
 		next = ""
 		if l.NextLink != "" {

@@ -143,14 +143,8 @@ func (c Config) Open(deps mdm.Deps) (*Connector, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	client := deps.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
-	now := deps.Now
-	if now == nil {
-		now = time.Now
-	}
+	client := deps.Client()
+	now := deps.Clock()
 	lim := deps.Limiters.Get("intune "+strings.ToLower(c.TenantID), func() *mdm.Limiter {
 		return mdm.NewLimiter(Type, GraphLimits, now)
 	})

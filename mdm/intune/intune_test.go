@@ -10,28 +10,29 @@ import (
 
 	"github.com/offboard/offboard/mdm"
 	"github.com/offboard/offboard/mdm/intune"
+	"github.com/offboard/offboard/mdm/intune/intunetest"
 	"github.com/offboard/offboard/mdm/mdmtest"
 )
 
-var jane = mdm.Person{ID: "emp-42", UserName: "jane.doe@example.com", ExternalID: "00u1abcd"}
+var jane = mdm.Person{ID: "emp-42", UserName: intunetest.JaneUPN, Email: intunetest.JaneUPN, ExternalID: intunetest.JaneObjectID}
 
 var janesDevices = []mdm.Device{
 	{ID: "705c034c-034c-705c-4c03-5c704c035c70", Platform: mdm.PlatformIOS, Ownership: mdm.OwnershipCompany},
 	{ID: "2e9f5d8c-61a4-4d0b-b7e3-5a1c9f2d4e60", Platform: mdm.PlatformAndroid, Ownership: mdm.OwnershipPersonal},
 }
 
-func config(f *fakeGraph, mode, secret string) intune.Config {
+func config(f *intunetest.Graph, mode, secret string) intune.Config {
 	return intune.Config{
-		TenantID: tenantID, ClientID: clientID, ClientSecret: secret,
-		AppID: appID, GroupID: groupID, Mode: mode,
-		GraphURL: f.srv.URL, LoginURL: f.srv.URL,
+		TenantID: intunetest.TenantID, ClientID: intunetest.ClientID, ClientSecret: secret,
+		AppID: intunetest.AppID, GroupID: intunetest.GroupID, Mode: mode,
+		GraphURL: f.URL(), LoginURL: f.URL(),
 	}
 }
 
-func open(t *testing.T, f *fakeGraph, cfg intune.Config) *intune.Connector {
+func open(t *testing.T, f *intunetest.Graph, cfg intune.Config) *intune.Connector {
 	t.Helper()
 	raw, _ := json.Marshal(cfg)
-	c, err := intune.Open(raw, mdm.Deps{HTTPClient: f.srv.Client(), Now: func() time.Time { return f.now }, ConnectorID: "intune-1"})
+	c, err := intune.Open(raw, mdm.Deps{HTTPClient: f.Client(), Now: f.Now, ConnectorID: "intune-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,8 +44,8 @@ func TestConformance(t *testing.T) {
 		t.Run("in "+mode+" mode", func(t *testing.T) {
 			mdmtest.Run(t, mdmtest.Harness{
 				New: func(t *testing.T, bad bool) (mdm.Connector, mdmtest.Fake) {
-					f := newFakeGraph(t)
-					secret := clientSecret
+					f := intunetest.New(t)
+					secret := intunetest.ClientSecret
 					if bad {
 						secret = "expired~secret"
 					}
@@ -53,15 +54,28 @@ func TestConformance(t *testing.T) {
 				Person:  jane,
 				Devices: janesDevices,
 				Tokens:  true,
+				Matches: []mdm.MatchAttribute{mdm.MatchUserName, mdm.MatchEmail, mdm.MatchExternalID},
+				Config: mustJSON(intune.Config{TenantID: intunetest.TenantID, ClientID: intunetest.ClientID,
+					ClientSecret: intunetest.ClientSecret, AppID: intunetest.AppID, GroupID: intunetest.GroupID, Mode: mode}),
+				Redact:  intune.Redact,
+				Secrets: []string{intunetest.ClientSecret, "expired~secret"},
 			})
 		})
 	}
 }
 
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 func TestFindDevices(t *testing.T) {
 	t.Run("quotes in a user principal name are doubled per OData", func(t *testing.T) {
-		f := newFakeGraph(t)
-		c := open(t, f, config(f, intune.ModeRetire, clientSecret))
+		f := intunetest.New(t)
+		c := open(t, f, config(f, intune.ModeRetire, intunetest.ClientSecret))
 		got, err := c.FindDevices(context.Background(), mdm.Person{UserName: "d'arcy.o'neil@example.com"})
 		if err != nil {
 			t.Fatal(err)
@@ -72,9 +86,9 @@ func TestFindDevices(t *testing.T) {
 	})
 
 	t.Run("a nextLink to another host is refused so the token stays with Graph", func(t *testing.T) {
-		f := newFakeGraph(t)
-		c := open(t, f, config(f, intune.ModeRetire, clientSecret))
-		f.srv.Config.Handler = hijackNextLink(f, "https://evil.example/v1.0/deviceManagement/managedDevices?$skiptoken=1")
+		f := intunetest.New(t)
+		c := open(t, f, config(f, intune.ModeRetire, intunetest.ClientSecret))
+		f.HijackNextLink("https://evil.example/v1.0/deviceManagement/managedDevices?$skiptoken=1")
 		_, err := c.FindDevices(context.Background(), jane)
 		if err == nil || !strings.Contains(err.Error(), "nextLink") {
 			t.Fatalf("got %v, want a refused nextLink", err)
@@ -84,63 +98,64 @@ func TestFindDevices(t *testing.T) {
 
 func TestRemoveApp(t *testing.T) {
 	t.Run("uninstall mode keeps the app's other assignments and adds the uninstall intent", func(t *testing.T) {
-		f := newFakeGraph(t)
-		c := open(t, f, config(f, intune.ModeUninstall, clientSecret))
+		f := intunetest.New(t)
+		c := open(t, f, config(f, intune.ModeUninstall, intunetest.ClientSecret))
 		dev := janesDevices[0]
 		if _, err := c.RemoveApp(context.Background(), request(&dev)); err != nil {
 			t.Fatal(err)
 		}
-		if len(f.assignments) != 2 {
-			t.Fatalf("assignments: %v", f.assignments)
+		as := f.Assignments()
+		if len(as) != 2 {
+			t.Fatalf("assignments: %v", as)
 		}
-		kept, added := f.assignments[0], f.assignments[1]
-		if kept["intent"] != "required" || kept["target"].(map[string]any)["groupId"] != requiredGrp {
+		kept, added := as[0], as[1]
+		if kept["intent"] != "required" || kept["target"].(map[string]any)["groupId"] != intunetest.RequiredGroup {
 			t.Fatalf("existing assignment lost: %v", kept)
 		}
-		if added["intent"] != "uninstall" || added["target"].(map[string]any)["groupId"] != groupID {
+		if added["intent"] != "uninstall" || added["target"].(map[string]any)["groupId"] != intunetest.GroupID {
 			t.Fatalf("uninstall assignment wrong: %v", added)
 		}
-		if !f.members["4f2d1e0a-7b7c-4a43-9d6e-2c1f0b3a9e11"] {
+		if !f.IsMember(intunetest.JaneObjectID) {
 			t.Fatal("leaver not added to the offboarding group")
 		}
 	})
 
 	t.Run("an uninstall assignment that exists already is not sent again", func(t *testing.T) {
-		f := newFakeGraph(t)
-		c := open(t, f, config(f, intune.ModeUninstall, clientSecret))
+		f := intunetest.New(t)
+		c := open(t, f, config(f, intune.ModeUninstall, intunetest.ClientSecret))
 		for i := range janesDevices {
 			if _, err := c.RemoveApp(context.Background(), request(&janesDevices[i])); err != nil {
 				t.Fatal(err)
 			}
 		}
-		c2 := open(t, f, config(f, intune.ModeUninstall, clientSecret)) // a restarted process
+		c2 := open(t, f, config(f, intune.ModeUninstall, intunetest.ClientSecret)) // a restarted process
 		if _, err := c2.RemoveApp(context.Background(), request(&janesDevices[0])); err != nil {
 			t.Fatal(err)
 		}
-		if n := strings.Count(strings.Join(f.log, "\n"), "/assign\n"); n != 1 {
+		if n := f.Count("POST", "/assign"); n != 1 {
 			t.Fatalf("assign sent %d times, want 1", n)
 		}
 	})
 
 	t.Run("retire mode retires the device with an empty body", func(t *testing.T) {
-		f := newFakeGraph(t)
-		c := open(t, f, config(f, intune.ModeRetire, clientSecret))
+		f := intunetest.New(t)
+		c := open(t, f, config(f, intune.ModeRetire, intunetest.ClientSecret))
 		dev := janesDevices[1]
 		cmd, err := c.RemoveApp(context.Background(), request(&dev))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cmd.State != mdm.CommandPending || f.device(dev.ID)["managementState"] != "retirePending" {
-			t.Fatalf("command %+v, device %v", cmd, f.device(dev.ID)["managementState"])
+		if cmd.State != mdm.CommandPending || f.DeviceField(dev.ID, "managementState") != "retirePending" {
+			t.Fatalf("command %+v, device %v", cmd, f.DeviceField(dev.ID, "managementState"))
 		}
 	})
 
 	t.Run("a throttled retire comes back retryable with Graph's delay and is not counted", func(t *testing.T) {
-		f := newFakeGraph(t)
-		c := open(t, f, config(f, intune.ModeRetire, clientSecret))
+		f := intunetest.New(t)
+		c := open(t, f, config(f, intune.ModeRetire, intunetest.ClientSecret))
 		dev := janesDevices[0]
 		// Fail the POST, not the GET that precedes it.
-		f.srv.Config.Handler = failOn(f, "POST", 429, "12")
+		f.FailOn("POST", 429, "12")
 		_, err := c.RemoveApp(context.Background(), request(&dev))
 		var ve *mdm.VendorError
 		if !errors.As(err, &ve) || !ve.Retryable || ve.RetryAfter.Seconds() != 12 {
@@ -166,14 +181,14 @@ func TestCommandStatus(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeGraph(t)
-			c := open(t, f, config(f, intune.ModeRetire, clientSecret))
+			f := intunetest.New(t)
+			c := open(t, f, config(f, intune.ModeRetire, intunetest.ClientSecret))
 			dev := janesDevices[0]
 			cmd, err := c.WipeDevice(context.Background(), request(&dev))
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.device(dev.ID)["deviceActionResults"].([]any)[0].(map[string]any)["actionState"] = tc.state
+			f.SetActionState(dev.ID, tc.state)
 			got, err := c.CommandStatus(context.Background(), dev, cmd)
 			if err != nil || got.State != tc.want {
 				t.Fatalf("got %+v, %v; want %s", got, err, tc.want)
@@ -182,8 +197,8 @@ func TestCommandStatus(t *testing.T) {
 	}
 
 	t.Run("a wiped device that disappeared is ErrDeviceGone", func(t *testing.T) {
-		f := newFakeGraph(t)
-		c := open(t, f, config(f, intune.ModeRetire, clientSecret))
+		f := intunetest.New(t)
+		c := open(t, f, config(f, intune.ModeRetire, intunetest.ClientSecret))
 		dev := janesDevices[0]
 		cmd, _ := c.WipeDevice(context.Background(), request(&dev))
 		f.RemoveDevice(dev.ID)
@@ -193,11 +208,11 @@ func TestCommandStatus(t *testing.T) {
 	})
 
 	t.Run("a failed earlier wipe does not stop a new one", func(t *testing.T) {
-		f := newFakeGraph(t)
-		c := open(t, f, config(f, intune.ModeRetire, clientSecret))
+		f := intunetest.New(t)
+		c := open(t, f, config(f, intune.ModeRetire, intunetest.ClientSecret))
 		dev := janesDevices[0]
 		c.WipeDevice(context.Background(), request(&dev))
-		f.device(dev.ID)["deviceActionResults"].([]any)[0].(map[string]any)["actionState"] = "failed"
+		f.SetActionState(dev.ID, "failed")
 		if _, err := c.WipeDevice(context.Background(), request(&dev)); err != nil {
 			t.Fatal(err)
 		}
@@ -253,14 +268,14 @@ func request(d *mdm.Device) mdm.Request {
 
 func TestWriteBudget(t *testing.T) {
 	t.Run("writes beyond the tenant's budget come back retryable without reaching Graph", func(t *testing.T) {
-		f := newFakeGraph(t)
+		f := intunetest.New(t)
 		var lims mdm.Limiters
 		// The budget is shared per tenant through the process's Limiters; shrink it to one write.
-		lims.Get("intune "+tenantID, func() *mdm.Limiter {
-			return mdm.NewLimiter("intune", mdm.Limits{Writes: 1, Per: time.Hour}, func() time.Time { return f.now })
+		lims.Get("intune "+intunetest.TenantID, func() *mdm.Limiter {
+			return mdm.NewLimiter("intune", mdm.Limits{Writes: 1, Per: time.Hour}, f.Now)
 		})
-		raw, _ := json.Marshal(config(f, intune.ModeRetire, clientSecret))
-		conn, err := intune.Open(raw, mdm.Deps{HTTPClient: f.srv.Client(), Now: func() time.Time { return f.now }, Limiters: &lims})
+		raw, _ := json.Marshal(config(f, intune.ModeRetire, intunetest.ClientSecret))
+		conn, err := intune.Open(raw, mdm.Deps{HTTPClient: f.Client(), Now: f.Now, Limiters: &lims})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -54,18 +54,36 @@ const maxPages = 50
 
 var digitsRE = regexp.MustCompile(`^[0-9]{1,19}$`)
 
-// FindDevices implements mdm.Finder: the mobile devices whose user e-mail (or user name, with
-// match "username") equals the person's.
+// FindDevices implements mdm.Finder. The configured match decides the inventory field
+// (userAndLocation.emailAddress by default, or userAndLocation.username) and the person's
+// Match attribute the value: by userName (the default) the userName is compared with that field
+// (IdPs often provision the e-mail address as userName); by email the e-mail address is compared
+// with userAndLocation.emailAddress whatever the configured match. Jamf keeps no IdP id, so
+// externalId is refused.
 func (c *Connector) FindDevices(ctx context.Context, p mdm.Person) ([]mdm.Device, error) {
-	field, value := "userAndLocation.emailAddress", p.Email
-	switch {
-	case c.cfg.Match == MatchUsername:
-		field, value = "userAndLocation.username", p.UserName
-	case value == "" && strings.Contains(p.UserName, "@"):
-		value = p.UserName // IdPs often provision the e-mail address as userName
+	field := "userAndLocation.emailAddress"
+	if c.cfg.Match == MatchUsername {
+		field = "userAndLocation.username"
+	}
+	var value string
+	switch p.Match {
+	case mdm.MatchUserName:
+		value = p.UserName
+	case mdm.MatchEmail:
+		field, value = "userAndLocation.emailAddress", p.Email
+	case mdm.MatchExternalID:
+		return nil, mdm.UnsupportedMatch(Type, p.Match, mdm.MatchUserName, mdm.MatchEmail)
+	default: // no policy given: the connector's own choice
+		value = p.UserName
+		if field == "userAndLocation.emailAddress" {
+			value = p.Email
+			if value == "" && strings.Contains(p.UserName, "@") {
+				value = p.UserName
+			}
+		}
 	}
 	if value == "" {
-		return nil, &mdm.VendorError{Vendor: Type, Op: "find devices", Detail: "person has no " + c.cfg.Match}
+		return nil, &mdm.VendorError{Vendor: Type, Op: "find devices", Detail: "person has no value to compare with " + field}
 	}
 	var out []mdm.Device
 	seen := 0

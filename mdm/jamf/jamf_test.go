@@ -10,6 +10,7 @@ import (
 
 	"github.com/offboard/offboard/mdm"
 	"github.com/offboard/offboard/mdm/jamf"
+	"github.com/offboard/offboard/mdm/jamf/jamftest"
 	"github.com/offboard/offboard/mdm/mdmtest"
 )
 
@@ -20,14 +21,14 @@ var janesDevices = []mdm.Device{
 	{ID: "23", Platform: mdm.PlatformIOS, Ownership: mdm.OwnershipPersonal},
 }
 
-func config(f *fakeJamf, secret string) jamf.Config {
-	return jamf.Config{URL: f.srv.URL, ClientID: clientID, ClientSecret: secret, AppID: appID, GroupID: groupID}
+func config(f *jamftest.Jamf, secret string) jamf.Config {
+	return jamf.Config{URL: f.URL(), ClientID: jamftest.ClientID, ClientSecret: secret, AppID: jamftest.AppID, GroupID: jamftest.GroupID}
 }
 
-func open(t *testing.T, f *fakeJamf, cfg jamf.Config, lims *mdm.Limiters) *jamf.Connector {
+func open(t *testing.T, f *jamftest.Jamf, cfg jamf.Config, lims *mdm.Limiters) *jamf.Connector {
 	t.Helper()
 	raw, _ := json.Marshal(cfg)
-	c, err := jamf.Open(raw, mdm.Deps{HTTPClient: f.srv.Client(), Now: func() time.Time { return f.now }, ConnectorID: "jamf-1", Limiters: lims})
+	c, err := jamf.Open(raw, mdm.Deps{HTTPClient: f.Client(), Now: f.Now, ConnectorID: "jamf-1", Limiters: lims})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,8 +38,8 @@ func open(t *testing.T, f *fakeJamf, cfg jamf.Config, lims *mdm.Limiters) *jamf.
 func TestConformance(t *testing.T) {
 	mdmtest.Run(t, mdmtest.Harness{
 		New: func(t *testing.T, bad bool) (mdm.Connector, mdmtest.Fake) {
-			f := newFakeJamf(t)
-			secret := clientSecret
+			f := jamftest.New(t)
+			secret := jamftest.ClientSecret
 			if bad {
 				secret = "rotated-away-secret"
 			}
@@ -47,13 +48,26 @@ func TestConformance(t *testing.T) {
 		Person:  jane,
 		Devices: janesDevices,
 		Tokens:  true,
+		Matches: []mdm.MatchAttribute{mdm.MatchUserName, mdm.MatchEmail},
+		Config: mustJSON(jamf.Config{URL: "https://acme.jamfcloud.com", ClientID: jamftest.ClientID,
+			ClientSecret: jamftest.ClientSecret, AppID: jamftest.AppID, GroupID: jamftest.GroupID}),
+		Redact:  jamf.Redact,
+		Secrets: []string{jamftest.ClientSecret, "rotated-away-secret"},
 	})
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func TestFindDevices(t *testing.T) {
 	t.Run("quotes and backslashes in a user name are escaped for RSQL", func(t *testing.T) {
-		f := newFakeJamf(t)
-		cfg := config(f, clientSecret)
+		f := jamftest.New(t)
+		cfg := config(f, jamftest.ClientSecret)
 		cfg.Match = jamf.MatchUsername
 		c := open(t, f, cfg, nil)
 		got, err := c.FindDevices(context.Background(), mdm.Person{UserName: `CORP\ann "al" lee`})
@@ -66,8 +80,8 @@ func TestFindDevices(t *testing.T) {
 	})
 
 	t.Run("an e-mail user name is used when the person has no e-mail", func(t *testing.T) {
-		f := newFakeJamf(t)
-		c := open(t, f, config(f, clientSecret), nil)
+		f := jamftest.New(t)
+		c := open(t, f, config(f, jamftest.ClientSecret), nil)
 		got, err := c.FindDevices(context.Background(), mdm.Person{UserName: "john.doe@example.com"})
 		if err != nil || len(got) != 1 || got[0].ID != "31" {
 			t.Fatalf("got %+v, %v", got, err)
@@ -77,24 +91,24 @@ func TestFindDevices(t *testing.T) {
 
 func TestRemoveApp(t *testing.T) {
 	t.Run("the app's existing scope exclusions are kept", func(t *testing.T) {
-		f := newFakeJamf(t)
-		c := open(t, f, config(f, clientSecret), nil)
+		f := jamftest.New(t)
+		c := open(t, f, config(f, jamftest.ClientSecret), nil)
 		dev := janesDevices[0]
 		if _, err := c.RemoveApp(context.Background(), request(&dev)); err != nil {
 			t.Fatal(err)
 		}
-		if len(f.exclusions) != 2 || f.exclusions[0].ID != 3 || f.exclusions[1].ID != groupID {
-			t.Fatalf("exclusions = %+v", f.exclusions)
+		if ex := f.Exclusions(); len(ex) != 2 || ex[0] != jamftest.KioskGroupID || ex[1] != jamftest.GroupID {
+			t.Fatalf("exclusions = %+v", ex)
 		}
-		if len(f.members[groupID]) != 1 || f.members[groupID][0] != 17 {
-			t.Fatalf("group members = %v", f.members[groupID])
+		if m := f.Members(jamftest.GroupID); len(m) != 1 || m[0] != 17 {
+			t.Fatalf("group members = %v", m)
 		}
 	})
 
 	t.Run("a smart group is refused for good", func(t *testing.T) {
-		f := newFakeJamf(t)
-		cfg := config(f, clientSecret)
-		cfg.GroupID = smartGroupID
+		f := jamftest.New(t)
+		cfg := config(f, jamftest.ClientSecret)
+		cfg.GroupID = jamftest.SmartGroupID
 		c := open(t, f, cfg, nil)
 		dev := janesDevices[0]
 		if _, err := c.RemoveApp(context.Background(), request(&dev)); err == nil || mdm.IsRetryable(err) {
@@ -103,8 +117,8 @@ func TestRemoveApp(t *testing.T) {
 	})
 
 	t.Run("the app stays pending until it leaves the device's inventory", func(t *testing.T) {
-		f := newFakeJamf(t)
-		c := open(t, f, config(f, clientSecret), nil)
+		f := jamftest.New(t)
+		c := open(t, f, config(f, jamftest.ClientSecret), nil)
 		dev := janesDevices[0]
 		cmd, err := c.RemoveApp(context.Background(), request(&dev))
 		if err != nil {
@@ -130,14 +144,14 @@ func TestErase(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeJamf(t)
-			c := open(t, f, config(f, clientSecret), nil)
+			f := jamftest.New(t)
+			c := open(t, f, config(f, jamftest.ClientSecret), nil)
 			dev := janesDevices[0]
 			cmd, err := c.WipeDevice(context.Background(), request(&dev))
 			if err != nil {
 				t.Fatal(err)
 			}
-			f.commands[0]["status"] = tc.status
+			f.SetCommandStatus(0, tc.status)
 			got, err := c.CommandStatus(context.Background(), dev, cmd)
 			if err != nil || got.State != tc.want {
 				t.Fatalf("got %+v, %v; want %s", got, err, tc.want)
@@ -146,11 +160,11 @@ func TestErase(t *testing.T) {
 	}
 
 	t.Run("an erase that errored earlier is sent again", func(t *testing.T) {
-		f := newFakeJamf(t)
-		c := open(t, f, config(f, clientSecret), nil)
+		f := jamftest.New(t)
+		c := open(t, f, config(f, jamftest.ClientSecret), nil)
 		dev := janesDevices[0]
 		c.WipeDevice(context.Background(), request(&dev))
-		f.commands[0]["status"] = "Error"
+		f.SetCommandStatus(0, "Error")
 		if _, err := c.WipeDevice(context.Background(), request(&dev)); err != nil {
 			t.Fatal(err)
 		}
@@ -160,12 +174,12 @@ func TestErase(t *testing.T) {
 	})
 
 	t.Run("an erase sent before the leaver event does not count as this one", func(t *testing.T) {
-		f := newFakeJamf(t)
-		c := open(t, f, config(f, clientSecret), nil)
+		f := jamftest.New(t)
+		c := open(t, f, config(f, jamftest.ClientSecret), nil)
 		dev := janesDevices[0]
-		f.now = mdmtest.Occurred.Add(-24 * time.Hour)
+		f.SetNow(mdmtest.Occurred.Add(-24 * time.Hour))
 		c.WipeDevice(context.Background(), request(&dev))
-		f.now = mdmtest.Occurred.Add(time.Minute)
+		f.SetNow(mdmtest.Occurred.Add(time.Minute))
 		c.WipeDevice(context.Background(), request(&dev))
 		if f.Actions("17") != 2 {
 			t.Fatalf("erases = %d, want 2", f.Actions("17"))
@@ -175,19 +189,17 @@ func TestErase(t *testing.T) {
 
 func TestConcurrency(t *testing.T) {
 	t.Run("at most five requests are in flight to one server, across connectors of the process", func(t *testing.T) {
-		f := newFakeJamf(t)
+		f := jamftest.New(t)
 		var lims mdm.Limiters
-		a := open(t, f, config(f, clientSecret), &lims)
-		b := open(t, f, config(f, clientSecret), &lims)
+		a := open(t, f, config(f, jamftest.ClientSecret), &lims)
+		b := open(t, f, config(f, jamftest.ClientSecret), &lims)
 		for _, c := range []*jamf.Connector{a, b} {
 			if err := c.CheckHealth(context.Background()); err != nil { // fetch tokens before the gate
 				t.Fatal(err)
 			}
 		}
 		gate, arrived := make(chan struct{}), make(chan struct{}, 40)
-		f.mu.Lock()
-		f.gate, f.arrived = gate, arrived
-		f.mu.Unlock()
+		f.Hold(gate, arrived)
 		var wg sync.WaitGroup
 		for i := range 20 {
 			c := a
@@ -212,8 +224,8 @@ func TestConcurrency(t *testing.T) {
 		}
 		close(gate)
 		wg.Wait()
-		if f.peak != 5 {
-			t.Fatalf("peak in flight = %d, want 5", f.peak)
+		if p := f.Peak(); p != 5 {
+			t.Fatalf("peak in flight = %d, want 5", p)
 		}
 	})
 }

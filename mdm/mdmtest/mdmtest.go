@@ -2,13 +2,16 @@
 // its httptest fake of the vendor API into a Harness and calls Run. The suite exercises only the
 // capabilities a connector implements (Finder, AppRemover, Wiper, StatusReporter, Notifier,
 // HealthChecker) and checks the behaviour the lifecycle runner relies on: devices with ownership,
-// commands that reach done, one vendor action per idempotency key, retryable throttling with the
-// vendor's delay, ErrDeviceGone for vanished devices, one token refresh on 401, and bad
-// credentials as a permanent failure.
+// found by each person attribute the connector supports (the tenant's deviceMatch) and a
+// permanent error for the others, commands that reach done, one vendor action per idempotency
+// key, no full wipe of a personal device, retryable throttling with the vendor's delay,
+// ErrDeviceGone for vanished devices, one token refresh on 401, bad credentials as a permanent
+// failure, and secrets that never show in a redacted configuration or an error.
 package mdmtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -51,23 +54,64 @@ type Harness struct {
 	Devices []mdm.Device
 	// Tokens says the connector authenticates with access tokens the fake can revoke.
 	Tokens bool
+	// Matches are the person attributes (the tenant policy's deviceMatch) the Finder can look
+	// Person up by; the suite expects a permanent error for the others. Empty: userName only.
+	Matches []mdm.MatchAttribute
+	// OwnershipFromRequest says the vendor keeps no ownership record (NanoMDM), so the
+	// connector trusts the ownership of the request (an administrator's attachment). Otherwise
+	// the vendor's record must overrule a request that claims a personal device is the
+	// company's.
+	OwnershipFromRequest bool
+	// Config is a working configuration of the connector and Redact its redaction; Secrets are
+	// the strings (good and bad credentials) that must never appear in a redacted configuration
+	// or in an error.
+	Config  json.RawMessage
+	Redact  func(json.RawMessage) json.RawMessage
+	Secrets []string
 }
 
 // Run runs the suite.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	ctx := context.Background()
+	// probe makes one ordinary vendor call: a lookup, a notification or, for connectors that
+	// only act on devices they are given, an app removal.
 	probe := func(c mdm.Connector) error {
 		switch c := c.(type) {
 		case mdm.Finder:
 			_, err := c.FindDevices(ctx, h.Person)
-			return err
+			return h.noSecrets(t, err)
 		case mdm.Notifier:
-			return c.Notify(ctx, h.request("probe", mdm.ActionWipeApp, nil))
+			return h.noSecrets(t, c.Notify(ctx, h.request("probe", mdm.ActionWipeApp, nil)))
+		case mdm.AppRemover:
+			if len(h.Devices) == 0 {
+				t.Fatal("harness of a device-only connector has no devices")
+			}
+			dev := h.Devices[0]
+			_, err := c.RemoveApp(ctx, h.request("probe", mdm.ActionWipeApp, &dev))
+			return h.noSecrets(t, err)
 		}
-		t.Fatal("connector is neither a Finder nor a Notifier")
+		t.Fatal("connector is neither a Finder, a Notifier nor an AppRemover")
 		return nil
 	}
+
+	t.Run("the redacted configuration holds no secret", func(t *testing.T) {
+		if h.Redact == nil || len(h.Config) == 0 {
+			t.Fatal("harness has no Config and Redact: every connector's secrets are write-only")
+		}
+		if len(h.Secrets) == 0 {
+			t.Fatal("harness names no Secrets")
+		}
+		red := string(h.Redact(h.Config))
+		for _, s := range h.Secrets {
+			if strings.Contains(string(h.Config), s) && strings.Contains(red, s) {
+				t.Fatalf("redacted configuration %s shows a secret", red)
+			}
+		}
+		if red == "{}" {
+			t.Fatalf("redaction dropped everything; the administrator should still see the non-secret fields")
+		}
+	})
 
 	t.Run("finding devices of a known person returns them with ownership and platform", func(t *testing.T) {
 		c, _ := h.New(t, false)
@@ -80,6 +124,36 @@ func Run(t *testing.T, h Harness) {
 			t.Fatalf("devices:\n got %v\nwant %v", have, want)
 		}
 	})
+
+	matches := h.Matches
+	if len(matches) == 0 {
+		matches = []mdm.MatchAttribute{mdm.MatchUserName}
+	}
+	for _, a := range []mdm.MatchAttribute{mdm.MatchUserName, mdm.MatchEmail, mdm.MatchExternalID} {
+		if slices.Contains(matches, a) {
+			t.Run("finding devices by "+string(a)+" uses that attribute alone", func(t *testing.T) {
+				c, _ := h.New(t, false)
+				f := must[mdm.Finder](t, c)
+				p := h.only(a)
+				got, err := f.FindDevices(ctx, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want, have := summary(h.Devices), summary(got); !slices.Equal(want, have) {
+					t.Fatalf("devices of %+v:\n got %v\nwant %v", p, have, want)
+				}
+			})
+			continue
+		}
+		t.Run("finding devices by "+string(a)+" is refused for good", func(t *testing.T) {
+			c, _ := h.New(t, false)
+			f := must[mdm.Finder](t, c)
+			_, err := f.FindDevices(ctx, h.only(a))
+			if err == nil || mdm.IsRetryable(err) {
+				t.Fatalf("got %v, want a permanent error naming the supported attributes", err)
+			}
+		})
+	}
 
 	t.Run("finding devices of an unknown person returns none", func(t *testing.T) {
 		c, _ := h.New(t, false)
@@ -156,9 +230,11 @@ func Run(t *testing.T, h Harness) {
 		c, fake := h.New(t, false)
 		w := must[mdm.Wiper](t, c)
 		dev := h.device(t, mdm.OwnershipPersonal)
-		// Even if the caller believes the device is the company's, the vendor's record decides.
 		claimed := dev
-		claimed.Ownership = mdm.OwnershipCompany
+		if !h.OwnershipFromRequest {
+			// Even if the caller believes the device is the company's, the vendor's record decides.
+			claimed.Ownership = mdm.OwnershipCompany
+		}
 		_, err := w.WipeDevice(ctx, h.request("wipe-3", mdm.ActionWipeDevice, &claimed))
 		if err == nil || mdm.IsRetryable(err) {
 			t.Fatalf("got %v, want a non-retryable refusal", err)
@@ -219,6 +295,9 @@ func Run(t *testing.T, h Harness) {
 	for _, tc := range throttling {
 		t.Run(tc.name, func(t *testing.T) {
 			c, fake := h.New(t, false)
+			if err := probe(c); err != nil { // tokens, caches and one-time setup out of the way
+				t.Fatalf("the call before the failure: %v", err)
+			}
 			fake.FailNext(tc.status, tc.header)
 			err := probe(c)
 			var ve *mdm.VendorError
@@ -270,13 +349,43 @@ func Run(t *testing.T, h Harness) {
 	t.Run("bad credentials fail the health check and every call for good", func(t *testing.T) {
 		c, _ := h.New(t, true)
 		hc := must[mdm.HealthChecker](t, c)
-		if err := hc.CheckHealth(ctx); err == nil || mdm.IsRetryable(err) {
+		if err := h.noSecrets(t, hc.CheckHealth(ctx)); err == nil || mdm.IsRetryable(err) {
 			t.Fatalf("CheckHealth: got %v, want a non-retryable error", err)
 		}
 		if err := probe(c); err == nil || mdm.IsRetryable(err) {
 			t.Fatalf("call: got %v, want a non-retryable error", err)
 		}
 	})
+}
+
+// only returns Person with Match a and every other attribute pointing at nobody, so that a
+// Finder that looks at the wrong attribute finds nothing.
+func (h Harness) only(a mdm.MatchAttribute) mdm.Person {
+	const nobody = "nobody@example.com"
+	p := mdm.Person{ID: h.Person.ID, UserName: nobody, Email: nobody, ExternalID: "00000000-0000-4000-8000-000000000000", Match: a}
+	switch a {
+	case mdm.MatchUserName:
+		p.UserName = h.Person.UserName
+	case mdm.MatchEmail:
+		p.Email = h.Person.Email
+	case mdm.MatchExternalID:
+		p.ExternalID = h.Person.ExternalID
+	}
+	return p
+}
+
+// noSecrets fails the test if err's text shows one of the harness's secrets, and returns err.
+func (h Harness) noSecrets(t *testing.T, err error) error {
+	t.Helper()
+	if err == nil {
+		return nil
+	}
+	for _, s := range h.Secrets {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error %q reveals a secret", err)
+		}
+	}
+	return err
 }
 
 func (h Harness) request(key string, a mdm.Action, d *mdm.Device) mdm.Request {
@@ -316,12 +425,24 @@ func (h Harness) reachesDone(t *testing.T, c mdm.Connector, fake Fake, dev mdm.D
 	if !ok {
 		return
 	}
-	fake.CompleteCommands(dev.ID)
-	got, err := sr.CommandStatus(context.Background(), dev, cmd)
-	if err != nil && !errors.Is(err, mdm.ErrDeviceGone) {
-		t.Fatal(err)
+	// A connector may follow up on a completed command (NanoMDM verifies a removal with a
+	// ManagedApplicationList), so the device completes what is queued a few times over.
+	var got mdm.Command
+	for range 3 {
+		fake.CompleteCommands(dev.ID)
+		var err error
+		got, err = sr.CommandStatus(context.Background(), dev, cmd)
+		if errors.Is(err, mdm.ErrDeviceGone) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != mdm.CommandPending {
+			break
+		}
 	}
-	if err == nil && got.State != mdm.CommandDone {
+	if got.State != mdm.CommandDone {
 		t.Fatalf("command state after the device completed it = %q (%s), want done", got.State, got.Detail)
 	}
 }

@@ -27,6 +27,12 @@ func resultID(uuid, enrollmentID string) string {
 	return uuid + "@" + enrollmentID
 }
 
+// verifiesID is the command-log id of the entry linking a verification (ManagedApplicationList)
+// to the removal it verifies: its Detail is the removal's CommandUUID.
+func verifiesID(verifyUUID string) string {
+	return verifyUUID + "/verifies"
+}
+
 // checkOutID is the command-log id under which the webhook records that enrollment id checked
 // out of NanoMDM.
 func checkOutID(enrollmentID string) string {

@@ -286,6 +286,12 @@ func (c *Connector) commandStatus(ctx context.Context, d mdm.Device, cmd mdm.Com
 		return mdm.Command{}, err
 	}
 	if !found {
+		// The webhook wakes the app for the removal, the command its job waits on, when the
+		// verification is answered; the link is written before the device can answer.
+		if err := c.commands.Record(ctx, c.connectorID, mdm.Command{ID: verifiesID(vid), State: mdm.CommandPending, Detail: cmd.ID}); err != nil {
+			return mdm.Command{}, &mdm.VendorError{Vendor: vendor, Op: op, Retryable: true,
+				Detail: "writing the command log failed", Err: err}
+		}
 		// Enqueued again on every poll until the device answers: a duplicate is cheap, and this
 		// way a crash right after the acknowledgement cannot lose the check. No push then, so
 		// polling an offline device does not become a push storm.

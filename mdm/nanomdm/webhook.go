@@ -60,8 +60,10 @@ func CheckWebhookSecret(want, got string) bool {
 type WebhookOption func(*webhookHandler)
 
 // WithWake sets a function called after a command result was recorded, so the app can wake its
-// job runner instead of waiting for the next sweep. commandID is NanoMDM's CommandUUID (it may
-// be the verification command of a removal, or the log id of a check-out). It must not block.
+// job runner instead of waiting for the next poll. commandID is the CommandUUID the connector
+// returned from RemoveApp or WipeDevice, which a job waits on: for the answer to the
+// ManagedApplicationList that verifies a removal it is the removal's; for a check-out it is the
+// log id of the check-out. It must not block.
 func WithWake(fn func(connectorID, commandID string)) WebhookOption {
 	return func(h *webhookHandler) { h.wake = fn }
 }
@@ -219,7 +221,14 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK) // a late NotNow never reopens a finished command
 		return
 	}
-	h.record(w, r, cmd, ack.CommandUUID, "nanomdm command result recorded", "enrollment_id", enrollmentID, "status", ack.Status)
+	wakeID := ack.CommandUUID
+	if k == kindVerify {
+		link, ok, err := h.commands.Lookup(ctx, h.connectorID, verifiesID(ack.CommandUUID))
+		if err == nil && ok && link.Detail != "" {
+			wakeID = link.Detail // the removal the job waits on
+		}
+	}
+	h.record(w, r, cmd, wakeID, "nanomdm command result recorded", "enrollment_id", enrollmentID, "status", ack.Status)
 }
 
 // checkin records that enrollment id checked out, or that it enrolled again after a check-out.

@@ -87,25 +87,62 @@ func Open(cfg json.RawMessage, deps mdm.Deps) (mdm.Connector, error) {
 	return c.Open(deps)
 }
 
-// Redact returns cfg without the secret, for showing a configuration to an administrator.
-func Redact(cfg json.RawMessage) json.RawMessage { return mdm.RedactFields(cfg, "secret") }
+// Redact returns cfg without the secret, for showing a configuration to an administrator. The
+// URL stays recognisable, but its user info and query values, which may carry a receiver's own
+// credentials (basic auth, an Azure Functions ?code=), are replaced.
+func Redact(cfg json.RawMessage) json.RawMessage {
+	out := mdm.RedactFields(cfg, "secret")
+	var m map[string]json.RawMessage
+	if json.Unmarshal(out, &m) != nil {
+		return json.RawMessage(`{}`)
+	}
+	for k, v := range m {
+		if !strings.EqualFold(k, "url") {
+			continue
+		}
+		var raw string
+		if json.Unmarshal(v, &raw) != nil {
+			delete(m, k)
+			continue
+		}
+		m[k], _ = json.Marshal(redactURL(raw))
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return json.RawMessage(`{}`)
+	}
+	return b
+}
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(not a URL)"
+	}
+	if u.User != nil {
+		u.User = url.User("redacted")
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"redacted"}
+		}
+		u.RawQuery = q.Encode()
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
+}
 
 // Open validates c and returns the connector.
 func (c Config) Open(deps mdm.Deps) (*Connector, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	client := deps.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
+	client := deps.Client()
 	// Never follow redirects: the signed body would go to a host nobody configured.
 	cp := *client
 	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	now := deps.Now
-	if now == nil {
-		now = time.Now
-	}
+	now := deps.Clock()
 	return &Connector{url: c.URL, secret: []byte(c.Secret), client: &cp, now: now}, nil
 }
 

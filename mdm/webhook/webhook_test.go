@@ -136,7 +136,10 @@ func TestConformance(t *testing.T) {
 			}
 			return open(t, srv, s), rc
 		},
-		Person: mdm.Person{ID: "emp-42", UserName: "jane.doe@example.com", ExternalID: "00u1abcd"},
+		Person:  mdm.Person{ID: "emp-42", UserName: "jane.doe@example.com", ExternalID: "00u1abcd"},
+		Config:  json.RawMessage(`{"url":"https://hooks.example.com/offboard","secret":"` + secret + `"}`),
+		Redact:  webhook.Redact,
+		Secrets: []string{secret, "a-different-secret-of-enough-length"},
 	})
 }
 
@@ -281,6 +284,12 @@ func TestConfig(t *testing.T) {
 	t.Run("redaction drops the secret and keeps the url", func(t *testing.T) {
 		got := string(webhook.Redact(json.RawMessage(`{"url":"https://hooks.example.com/x","Secret":"0123456789abcdef"}`)))
 		if got != `{"url":"https://hooks.example.com/x"}` {
+			t.Fatalf("Redact = %s", got)
+		}
+	})
+	t.Run("credentials in the URL are redacted", func(t *testing.T) {
+		got := string(webhook.Redact(json.RawMessage(`{"URL":"https://svc:pa55@fn.example.net/api/hook?code=fnkey123&x=1#frag","secret":"0123456789abcdef"}`)))
+		if strings.Contains(got, "pa55") || strings.Contains(got, "fnkey123") || strings.Contains(got, "frag") || !strings.Contains(got, "fn.example.net/api/hook") {
 			t.Fatalf("Redact = %s", got)
 		}
 	})

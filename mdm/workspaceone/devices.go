@@ -42,14 +42,31 @@ var digitsRE = regexp.MustCompile(`^[0-9]{1,19}$`)
 
 // FindDevices implements mdm.Finder: the devices whose enrollment user is the person's user name
 // (its part before "@" with stripDomain). The search may match loosely; only exact user names
-// (case-insensitive) are returned.
+// (case-insensitive) are returned. By email the search runs on the e-mail address's local part
+// and keeps only devices whose UserEmailAddress is that address. Workspace ONE's device search
+// knows no IdP id, so externalId is refused.
 func (c *Connector) FindDevices(ctx context.Context, p mdm.Person) ([]mdm.Device, error) {
-	user := p.UserName
-	if c.cfg.StripDomain {
-		user, _, _ = strings.Cut(user, "@")
+	attr, value := p.MatchValue()
+	user, email := value, ""
+	switch attr {
+	case mdm.MatchEmail:
+		email = value
+		user, _, _ = strings.Cut(value, "@")
+	case mdm.MatchExternalID:
+		return nil, mdm.UnsupportedMatch(Type, attr, mdm.MatchUserName, mdm.MatchEmail)
+	default:
+		if c.cfg.StripDomain {
+			user, _, _ = strings.Cut(user, "@")
+		}
 	}
 	if user == "" {
-		return nil, &mdm.VendorError{Vendor: Type, Op: "find devices", Detail: "person has no userName"}
+		return nil, &mdm.VendorError{Vendor: Type, Op: "find devices", Detail: "person has no " + string(attr)}
+	}
+	match := func(d device) bool {
+		if email != "" {
+			return strings.EqualFold(d.UserEmailAddress, email)
+		}
+		return strings.EqualFold(d.UserName, user)
 	}
 	var out []mdm.Device
 	seen := 0
@@ -64,7 +81,7 @@ func (c *Connector) FindDevices(ctx context.Context, p mdm.Person) ([]mdm.Device
 			return out, nil // Workspace ONE answers a search without matches with 204
 		}
 		for _, d := range res.Devices {
-			if strings.EqualFold(d.UserName, user) {
+			if match(d) {
 				out = append(out, c.device(d))
 			}
 		}

@@ -124,14 +124,8 @@ func (c Config) Open(deps mdm.Deps) (*Connector, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	client := deps.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
-	now := deps.Now
-	if now == nil {
-		now = time.Now
-	}
+	client := deps.Client()
+	now := deps.Clock()
 	conn := &Connector{cfg: c, id: deps.ConnectorID, client: client, now: now}
 	if c.Auth == AuthOAuth {
 		conn.tokens = clientcreds.New(clientcreds.Config{

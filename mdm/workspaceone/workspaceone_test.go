@@ -11,6 +11,7 @@ import (
 	"github.com/offboard/offboard/mdm"
 	"github.com/offboard/offboard/mdm/mdmtest"
 	"github.com/offboard/offboard/mdm/workspaceone"
+	"github.com/offboard/offboard/mdm/workspaceone/workspaceonetest"
 )
 
 var jane = mdm.Person{ID: "emp-42", UserName: "jane.doe@example.com", Email: "jane.doe@example.com"}
@@ -20,20 +21,20 @@ var janesDevices = []mdm.Device{
 	{ID: "12346", Platform: mdm.PlatformAndroid, Ownership: mdm.OwnershipPersonal},
 }
 
-func oauthConfig(f *fakeWS1, secret string) workspaceone.Config {
-	return workspaceone.Config{URL: f.srv.URL, TenantCode: tenantCode, ClientID: clientID, ClientSecret: secret,
-		TokenURL: f.srv.URL + "/connect/token", StripDomain: true}
+func oauthConfig(f *workspaceonetest.WS1, secret string) workspaceone.Config {
+	return workspaceone.Config{URL: f.URL(), TenantCode: workspaceonetest.TenantCode, ClientID: workspaceonetest.ClientID, ClientSecret: secret,
+		TokenURL: f.URL() + "/connect/token", StripDomain: true}
 }
 
-func basicConfig(f *fakeWS1, pass string) workspaceone.Config {
-	return workspaceone.Config{URL: f.srv.URL, TenantCode: tenantCode, Auth: workspaceone.AuthBasic,
-		Username: username, Password: pass, StripDomain: true}
+func basicConfig(f *workspaceonetest.WS1, pass string) workspaceone.Config {
+	return workspaceone.Config{URL: f.URL(), TenantCode: workspaceonetest.TenantCode, Auth: workspaceone.AuthBasic,
+		Username: workspaceonetest.Username, Password: pass, StripDomain: true}
 }
 
-func open(t *testing.T, f *fakeWS1, cfg workspaceone.Config) *workspaceone.Connector {
+func open(t *testing.T, f *workspaceonetest.WS1, cfg workspaceone.Config) *workspaceone.Connector {
 	t.Helper()
 	raw, _ := json.Marshal(cfg)
-	c, err := workspaceone.Open(raw, mdm.Deps{HTTPClient: f.srv.Client(), Now: func() time.Time { return mdmtest.Occurred }, ConnectorID: "ws1-1"})
+	c, err := workspaceone.Open(raw, mdm.Deps{HTTPClient: f.Client(), Now: func() time.Time { return mdmtest.Occurred }, ConnectorID: "ws1-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,21 +44,21 @@ func open(t *testing.T, f *fakeWS1, cfg workspaceone.Config) *workspaceone.Conne
 func TestConformance(t *testing.T) {
 	variants := []struct {
 		name   string
-		cfg    func(f *fakeWS1, bad bool) workspaceone.Config
+		cfg    func(f *workspaceonetest.WS1, bad bool) workspaceone.Config
 		tokens bool
 	}{
-		{"with OAuth and EnterpriseWipe", func(f *fakeWS1, bad bool) workspaceone.Config {
+		{"with OAuth and EnterpriseWipe", func(f *workspaceonetest.WS1, bad bool) workspaceone.Config {
 			if bad {
 				return oauthConfig(f, "not-the-secret")
 			}
-			return oauthConfig(f, clientSecret)
+			return oauthConfig(f, workspaceonetest.ClientSecret)
 		}, true},
-		{"with basic auth and an app uninstall", func(f *fakeWS1, bad bool) workspaceone.Config {
-			c := basicConfig(f, password)
+		{"with basic auth and an app uninstall", func(f *workspaceonetest.WS1, bad bool) workspaceone.Config {
+			c := basicConfig(f, workspaceonetest.Password)
 			if bad {
 				c.Password = "wrong-password"
 			}
-			c.AppID = appID
+			c.AppID = workspaceonetest.AppID
 			return c
 		}, false},
 	}
@@ -65,21 +66,33 @@ func TestConformance(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			mdmtest.Run(t, mdmtest.Harness{
 				New: func(t *testing.T, bad bool) (mdm.Connector, mdmtest.Fake) {
-					f := newFakeWS1(t)
+					f := workspaceonetest.New(t)
 					return open(t, f, v.cfg(f, bad)), f
 				},
 				Person:  jane,
 				Devices: janesDevices,
 				Tokens:  v.tokens,
+				Matches: []mdm.MatchAttribute{mdm.MatchUserName, mdm.MatchEmail},
+				Config:  mustJSON(v.cfg(workspaceonetest.New(t), false)),
+				Redact:  workspaceone.Redact,
+				Secrets: []string{workspaceonetest.TenantCode, workspaceonetest.ClientSecret, workspaceonetest.Password, "not-the-secret", "wrong-password"},
 			})
 		})
 	}
 }
 
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 func TestFindDevices(t *testing.T) {
 	t.Run("a loose search match for another user is dropped", func(t *testing.T) {
-		f := newFakeWS1(t)
-		c := open(t, f, oauthConfig(f, clientSecret))
+		f := workspaceonetest.New(t)
+		c := open(t, f, oauthConfig(f, workspaceonetest.ClientSecret))
 		got, err := c.FindDevices(context.Background(), jane)
 		if err != nil {
 			t.Fatal(err)
@@ -95,8 +108,8 @@ func TestFindDevices(t *testing.T) {
 	})
 
 	t.Run("shared corporate devices count as the company's", func(t *testing.T) {
-		f := newFakeWS1(t)
-		c := open(t, f, oauthConfig(f, clientSecret))
+		f := workspaceonetest.New(t)
+		c := open(t, f, oauthConfig(f, workspaceonetest.ClientSecret))
 		got, err := c.FindDevices(context.Background(), mdm.Person{UserName: "jane.doe2@example.com"})
 		if err != nil || len(got) != 1 || got[0].Ownership != mdm.OwnershipCompany {
 			t.Fatalf("got %+v, %v", got, err)
@@ -104,8 +117,8 @@ func TestFindDevices(t *testing.T) {
 	})
 
 	t.Run("a missing aw-tenant-code is refused for good", func(t *testing.T) {
-		f := newFakeWS1(t)
-		cfg := oauthConfig(f, clientSecret)
+		f := workspaceonetest.New(t)
+		cfg := oauthConfig(f, workspaceonetest.ClientSecret)
 		cfg.TenantCode = "wrong-api-key"
 		c := open(t, f, cfg)
 		if _, err := c.FindDevices(context.Background(), jane); err == nil || mdm.IsRetryable(err) {
@@ -116,8 +129,8 @@ func TestFindDevices(t *testing.T) {
 
 func TestActions(t *testing.T) {
 	t.Run("an enterprise wipe is pending until the device unenrolls", func(t *testing.T) {
-		f := newFakeWS1(t)
-		c := open(t, f, oauthConfig(f, clientSecret))
+		f := workspaceonetest.New(t)
+		c := open(t, f, oauthConfig(f, workspaceonetest.ClientSecret))
 		dev := janesDevices[1] // personal devices get an enterprise wipe too: it keeps personal data
 		cmd, err := c.RemoveApp(context.Background(), request(&dev))
 		if err != nil {
@@ -134,9 +147,9 @@ func TestActions(t *testing.T) {
 	})
 
 	t.Run("an app uninstall after a restart is sent again, harmlessly", func(t *testing.T) {
-		f := newFakeWS1(t)
-		cfg := basicConfig(f, password)
-		cfg.AppID = appID
+		f := workspaceonetest.New(t)
+		cfg := basicConfig(f, workspaceonetest.Password)
+		cfg.AppID = workspaceonetest.AppID
 		dev := janesDevices[0]
 		for range 2 {
 			c := open(t, f, cfg)
@@ -144,8 +157,8 @@ func TestActions(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if f.uninstall[dev.ID] != 2 {
-			t.Fatalf("uninstalls = %d; the in-process memo is all there is", f.uninstall[dev.ID])
+		if f.Uninstalls(dev.ID) != 2 {
+			t.Fatalf("uninstalls = %d; the in-process memo is all there is", f.Uninstalls(dev.ID))
 		}
 	})
 }

@@ -19,7 +19,7 @@ import (
 func Kinds() map[string]connectors.Kind {
 	return map[string]connectors.Kind{
 		"webhook":      {Open: webhook.Open, Redact: webhook.Redact, Notifier: true},
-		"threemawork":  {Open: threemawork.Open, Redact: threemawork.Redact, Notifier: true},
+		"threemawork":  {Open: threemawork.Open, Redact: threemawork.Redact, Notifier: true, Messenger: true},
 		"intune":       {Open: intune.Open, Redact: intune.Redact},
 		"jamf":         {Open: jamf.Open, Redact: jamf.Redact},
 		"workspaceone": {Open: workspaceone.Open, Redact: workspaceone.Redact},
