@@ -17,7 +17,7 @@ import (
 //   - it purges the document, history included, of every SCIM-deleted employee whose
 //     retention ended and who owes nothing; messenger ID tombstones and the audit log stay.
 func (r *Runner) Housekeep(ctx context.Context) error {
-	return errors.Join(r.svc.collectSeatOps(ctx), r.svc.purgeExpired(ctx))
+	return errors.Join(r.svc.collectSeatOps(ctx), r.svc.reconcileSeats(ctx), r.svc.purgeExpired(ctx))
 }
 
 // collectSeatOps forgets the settled seat operation records of every tenant. A record is
@@ -54,6 +54,48 @@ func (s *Service) collectSeatOps(ctx context.Context) error {
 			continue
 		}
 		s.log.Info("seat operation records collected", "tenant", t.ID, "count", len(forget))
+	}
+	return errors.Join(errs...)
+}
+
+// reconcileSeats makes each tenant's free-seat counter agree with the employees holding a seat,
+// whenever no seat operation is in flight. The seat protocol keeps them equal; this repairs the
+// one way they can drift: a worker stalled past its lease applying a seat operation after
+// another worker completed it and the operation's record was forgotten.
+func (s *Service) reconcileSeats(ctx context.Context) error {
+	ts, err := s.store.ListTenants(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range ts {
+		if len(t.SeatOps) > 0 {
+			continue // operations in flight: the next sweep looks again
+		}
+		held, err := s.store.CountSeatsHeld(ctx, t.ID)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		cur, err := s.store.GetTenant(ctx, t.ID)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		want := cur.Seats - held
+		if cur.Free == want || len(cur.SeatOps) > 0 {
+			continue
+		}
+		ok, err := s.store.CorrectFree(ctx, t.ID, cur.Free, want)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ok {
+			s.log.Warn("seat counter corrected", "tenant", t.ID, "free_was", cur.Free, "free", want, "held", held)
+			s.auditAdmin(ctx, t.ID, "system", "tenant.seats_reconciled", t.ID,
+				map[string]any{"free": cur.Free}, map[string]any{"free": want, "held": held})
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -12,6 +12,8 @@ import (
 type Store interface {
 	GetTenant(ctx context.Context, id string) (*identity.Tenant, error)
 	ListTenants(ctx context.Context) ([]*identity.Tenant, error)
+	CountSeatsHeld(ctx context.Context, tenant string) (int, error)
+	CorrectFree(ctx context.Context, tenant string, seen, want int) (bool, error)
 	AcquireSeat(ctx context.Context, tenant, op, employee string) (bool, error)
 	ReleaseSeat(ctx context.Context, tenant, op, employee string) error
 	ForgetSeatOps(ctx context.Context, tenant string, ops []string) error

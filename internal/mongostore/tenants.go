@@ -158,3 +158,20 @@ func (s *Store) ForgetSeatOps(ctx context.Context, tenant string, ops []string) 
 	_, err := s.c(colTenants).UpdateOne(ctx, bson.D{{Key: "_id", Value: tenant}}, bson.D{{Key: "$unset", Value: unset}})
 	return wrap("forget seat operations", err)
 }
+
+// CountSeatsHeld counts a tenant's employees holding a seat (a scan; housekeeping only).
+func (s *Store) CountSeatsHeld(ctx context.Context, tenant string) (int, error) {
+	n, err := s.c(colEmployees).CountDocuments(ctx, bson.D{{Key: "tenant", Value: tenant}, {Key: "seat.state", Value: identity.SeatHeld}})
+	return int(n), wrap("count seats held", err)
+}
+
+// CorrectFree sets a tenant's free-seat counter to want if it is still seen and no seat
+// operation is in flight. It reports whether it wrote.
+func (s *Store) CorrectFree(ctx context.Context, tenant string, seen, want int) (bool, error) {
+	res, err := s.c(colTenants).UpdateOne(ctx, bson.D{{Key: "_id", Value: tenant}, {Key: "free", Value: seen}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "free", Value: want}}}})
+	if err != nil {
+		return false, wrap("correct free seats", err)
+	}
+	return res.ModifiedCount == 1, nil
+}
