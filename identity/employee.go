@@ -77,6 +77,9 @@ type Employee struct {
 	Generation  int          `bson:"gen"`
 	Seat        Seat         `bson:"seat"`
 	SeatQueued  *time.Time   `bson:"seatQueued,omitempty"` // when the employee started waiting for a seat
+	// Queued: an entry in the tenant's seat queue was written for this employee (so licensing
+	// must remove it; a joiner licensed at once never had one).
+	Queued bool `bson:"queued,omitempty"`
 	WorkID      string       `bson:"workId,omitempty"`
 	PastWorkIDs []string     `bson:"pastWorkIds,omitempty"`
 	Credentials *Credentials `bson:"cred,omitempty"`

@@ -92,6 +92,7 @@ func (s *Service) runLocalWith(ctx context.Context, e *identity.Employee, token 
 					j.LastError = r.err.Error()
 					j.NextAt, j.Updated = now.Add(localRetry), now
 				case r.noSeat:
+					x.Queued = true
 					j.State, j.LeaseOwner, j.LeaseUntil = identity.JobPending, "", nil
 					j.NextAt, j.Updated = now.Add(seatRetry), now
 					j.LastError = "no free seat"
@@ -107,7 +108,7 @@ func (s *Service) runLocalWith(ctx context.Context, e *identity.Employee, token 
 						x.State, x.WorkID, x.SeatQueued = identity.StateActive, r.workID, nil
 						x.Credentials = &identity.Credentials{Username: r.workID}
 						x.Record(now, "licensed", "seat assigned, messenger ID "+r.workID, "system")
-						dequeue = true
+						dequeue, x.Queued = x.Queued, false
 					} else if r.workID != "" {
 						unusedIDs = append(unusedIDs, r.workID)
 					}

@@ -324,10 +324,12 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 	// crash lost its queue entry. A joiner that already holds its seat (the ID could not be
 	// issued yet) only needs its ID and waits for nobody.
 	var head string
+	queued := false
 	if e.State == identity.StatePendingSeat && e.SeatQueued != nil && !(e.Seat.State == identity.SeatHeld && seatGen(e) == e.Generation) {
 		if err := r.store.QueueForSeat(ctx, e.Tenant, e.ID, *e.SeatQueued); err != nil {
 			return e, err
 		}
+		queued = true
 		if heads, err := r.store.SeatQueue(ctx, e.Tenant, 1); err == nil && len(heads) > 0 {
 			head = heads[0]
 		}
@@ -336,6 +338,9 @@ func (r *Runner) runLocalJobs(ctx context.Context, e *identity.Employee) (*ident
 	next, err := r.store.UpdateEmployee(ctx, e.Tenant, e.ID, func(x *identity.Employee) error {
 		leased = false
 		now := r.svc.now().UTC()
+		if queued {
+			x.Queued = true
+		}
 		for _, j := range x.Jobs {
 			if !localAction(j.Action) || !dueNow(j, now) {
 				continue

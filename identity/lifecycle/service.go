@@ -128,12 +128,14 @@ func (s *Service) CreateUser(ctx context.Context, actor, tenant string, in UserI
 		_ = s.store.ReleaseUserName(context.WithoutCancel(ctx), tenant, e.UserNameKey, e.ID)
 		return nil, err
 	}
-	s.audit(ctx, tenant, actor, "", e, out, "employee.created")
 	if done, err := s.runLocalWith(ctx, e, token, t); err != nil {
 		s.log.Warn("local effects left to the runner", "employee", e.ID, "error", err)
 	} else if done != nil {
 		e = done
 	}
+	// One entry with the outcome: a joiner licensed at once is audited as such, a waiting one
+	// gets a second entry when a seat frees up ("employee.licensed").
+	s.audit(ctx, tenant, actor, "", e, out, "employee.created")
 	return e, nil
 }
 
@@ -249,16 +251,16 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 			s.log.Warn("seat queue not updated", "employee", id, "error", err)
 		}
 	}
+	if done, err := s.runLocalWith(ctx, e, token, t); err != nil {
+		s.log.Warn("local effects left to the runner", "employee", id, "error", err)
+	} else if done != nil {
+		e = done
+	}
 	switch {
 	case deleting:
 		s.audit(ctx, tenant, actor, before, e, out, "employee.deleted")
 	case out.Changed():
 		s.audit(ctx, tenant, actor, before, e, out, "")
-	}
-	if done, err := s.runLocalWith(ctx, e, token, t); err != nil {
-		s.log.Warn("local effects left to the runner", "employee", id, "error", err)
-	} else if done != nil {
-		e = done
 	}
 	// Only new external work needs the runner now; timers and leases are due marks. Waking on
 	// any timer made the runner's own Reconcile wake it again for the same employee: a loop

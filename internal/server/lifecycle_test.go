@@ -304,6 +304,9 @@ func TestAJoinerWithoutAFreeSeatWaitsAndIsServedFirstCome(t *testing.T) {
 	if s := employee(t, acme, third)["state"]; s != "pending_seat" {
 		t.Fatalf("third jumped the queue: %v", s)
 	}
+	if es := auditFor(auditEntries(t, acme), "employee.licensed", secondID); len(es) != 1 || es[0]["actor"] != "system" {
+		t.Fatalf("the waiting joiner's licensing is audited once by the system: %v", es)
+	}
 	if r := acme.Admin("PATCH", "/", map[string]any{"seats": 2}); r.Status != 200 {
 		t.Fatalf("resize: %d %s", r.Status, r.Raw)
 	}
