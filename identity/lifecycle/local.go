@@ -61,7 +61,7 @@ func (s *Service) runLocalWith(ctx context.Context, e *identity.Employee, token 
 		known = nil
 		if t == nil {
 			var err error
-			if t, err = s.store.GetTenant(ctx, e.Tenant); err != nil {
+			if t, err = s.settings(ctx, e.Tenant); err != nil {
 				return last, err
 			}
 		}

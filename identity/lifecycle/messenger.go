@@ -81,7 +81,7 @@ func (s *Service) Check(ctx context.Context, username, password string) (res *Ch
 	}
 	res = &CheckResult{Status: "active", WorkID: e.WorkID, Restrictions: []string{}}
 	if e.State == identity.StateRestricted {
-		t, err := s.store.GetTenant(ctx, e.Tenant)
+		t, err := s.settings(ctx, e.Tenant)
 		if err != nil {
 			return nil, err
 		}

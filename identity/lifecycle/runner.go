@@ -408,7 +408,7 @@ func (r *Runner) runJob(ctx context.Context, e *identity.Employee, jid string) (
 	}
 	j = e.Jobs[jid]
 
-	t, err := r.store.GetTenant(ctx, e.Tenant)
+	t, err := r.svc.settings(ctx, e.Tenant)
 	if err != nil {
 		return e, err
 	}

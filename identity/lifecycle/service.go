@@ -34,6 +34,7 @@ type Service struct {
 	hasher    Hasher
 	newWorkID func() string
 	forget    *forgetter
+	tenants   tenantSettings
 	decoy     struct {
 		once sync.Once
 		hash string
@@ -105,7 +106,7 @@ type UserInput struct {
 // CreateUser creates a user as the IdP asked. An active user is a joiner: a seat, credentials
 // and a new messenger ID are issued before this returns, or the user waits in pending_seat.
 func (s *Service) CreateUser(ctx context.Context, actor, tenant string, in UserInput) (*identity.Employee, error) {
-	t, err := s.store.GetTenant(ctx, tenant)
+	t, err := s.settings(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +188,7 @@ func (s *Service) DeleteUser(ctx context.Context, actor, tenant, id string, ifMa
 }
 
 func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch *int64, deleting bool, m Mutation) (*identity.Employee, error) {
-	t, err := s.store.GetTenant(ctx, tenant)
+	t, err := s.settings(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}

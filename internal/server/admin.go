@@ -257,6 +257,7 @@ func (s *Server) patchTenant(w http.ResponseWriter, r *http.Request) {
 		s.adminError(w, err)
 		return
 	}
+	s.cfg.Service.ForgetTenant(t.ID)
 	s.auditAdmin(r, t.ID, "tenant.seats_changed", t.ID, map[string]any{"seats": before.Seats}, map[string]any{"seats": t.Seats})
 	s.cfg.Service.ServeSeatQueue(r.Context(), t.ID)
 	t, _ = s.cfg.Store.GetTenant(r.Context(), t.ID)
@@ -278,6 +279,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 		s.adminError(w, err)
 		return
 	}
+	s.cfg.Service.ForgetTenant(t.ID)
 	s.auditAdmin(r, t.ID, "tenant.policy_changed", t.ID, before.Policy, t.Policy)
 	writeJSON(w, http.StatusOK, t.Policy)
 }
