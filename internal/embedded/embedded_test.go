@@ -343,3 +343,75 @@ func TestABackupTakenWhileRunningRestoresTheData(t *testing.T) {
 		t.Fatal("a second backup into the same directory must refuse to overwrite")
 	}
 }
+
+func TestTheDocumentCacheNeverAnswersAConditionWithAStaleVersion(t *testing.T) {
+	s, c := start(t, t.TempDir())
+	ctx := context.Background()
+	col := c.Database("cache").Collection("docs")
+	cas := func(id string, rev int, next bson.M) bool {
+		t.Helper()
+		res, err := col.ReplaceOne(ctx, bson.M{"_id": id, "rev": rev}, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.MatchedCount == 1
+	}
+	if _, err := col.InsertOne(ctx, bson.M{"_id": "a", "rev": 1}); err != nil {
+		t.Fatal(err)
+	}
+	before := s.front.preReads.Load()
+	if !cas("a", 1, bson.M{"rev": 2, "v": "x"}) || !cas("a", 2, bson.M{"rev": 3}) || cas("a", 2, bson.M{"rev": 9}) {
+		t.Fatal("replacement chain answered wrongly")
+	}
+	if n := s.front.preReads.Load() - before; n != 0 {
+		t.Errorf("%d pre-reads for an inserted then replaced document, want 0 (cache)", n)
+	}
+
+	t.Run("an operator update by id is forgotten", func(t *testing.T) {
+		if _, err := col.UpdateOne(ctx, bson.M{"_id": "a"}, bson.M{"$set": bson.M{"rev": 7}}); err != nil {
+			t.Fatal(err)
+		}
+		if cas("a", 3, bson.M{"rev": 4}) || !cas("a", 7, bson.M{"rev": 8}) {
+			t.Fatal("a stale version answered the condition")
+		}
+	})
+	t.Run("a write without an id clears the database", func(t *testing.T) {
+		if _, err := col.UpdateMany(ctx, bson.M{}, bson.M{"$inc": bson.M{"rev": 10}}); err != nil {
+			t.Fatal(err)
+		}
+		if cas("a", 8, bson.M{"rev": 1}) || !cas("a", 18, bson.M{"rev": 19}) {
+			t.Fatal("a stale version answered after a multi-document update")
+		}
+	})
+	t.Run("a failed insert does not replace the known version", func(t *testing.T) {
+		if _, err := col.InsertOne(ctx, bson.M{"_id": "a", "rev": 100}); err == nil {
+			t.Fatal("duplicate insert accepted")
+		}
+		if !cas("a", 19, bson.M{"rev": 20}) {
+			t.Fatal("the failed insert poisoned the cache")
+		}
+	})
+	t.Run("a conditional delete is forgotten", func(t *testing.T) {
+		res, err := col.DeleteOne(ctx, bson.M{"_id": "a", "rev": 20})
+		if err != nil || res.DeletedCount != 1 {
+			t.Fatalf("delete: %v %v", res, err)
+		}
+		if cas("a", 20, bson.M{"rev": 21}) {
+			t.Fatal("a deleted document matched")
+		}
+	})
+	t.Run("dropping the database forgets it", func(t *testing.T) {
+		if _, err := col.InsertOne(ctx, bson.M{"_id": "b", "rev": 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Database("cache").Drop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := col.InsertOne(ctx, bson.M{"_id": "b", "rev": 5}); err != nil {
+			t.Fatal(err)
+		}
+		if cas("b", 1, bson.M{"rev": 2}) || !cas("b", 5, bson.M{"rev": 6}) {
+			t.Fatal("a version from before the drop answered")
+		}
+	})
+}

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -39,6 +40,9 @@ type front struct {
 
 	// fastPath counts writes answered through the `_id` fast path (for tests and metrics).
 	fastPath atomic.Int64
+	// preReads counts the documents the fast path had to read from FerretDB (cache misses).
+	preReads atomic.Int64
+	docs     *docCache
 
 	connsMu sync.Mutex
 	conns   map[net.Conn]struct{}
@@ -46,7 +50,8 @@ type front struct {
 }
 
 func newFront(dial func(ctx context.Context) (net.Conn, error), onDDL func(context.Context, string), log *slog.Logger) *front {
-	f := &front{dial: dial, onDDL: onDDL, log: log, locks: map[string]*sync.Mutex{}, conns: map[net.Conn]struct{}{}}
+	f := &front{dial: dial, onDDL: onDDL, log: log, locks: map[string]*sync.Mutex{}, conns: map[net.Conn]struct{}{},
+		docs: newDocCache(32 << 20)}
 	f.nextID.Store(1 << 30)
 	return f
 }
@@ -158,17 +163,91 @@ func (s *session) handle(m message) ([]byte, error) {
 		if resp, handled, err := s.fastPath(m, p, name, db); handled || err != nil {
 			return resp, err
 		}
+		s.front.forgetWritten(p, name, db)
 		return s.forward(m.raw, expectsReply(m, p))
+	case "insert":
+		// Inserts take the lock too, so the documents they add are known to the cache before
+		// any conditional write can look at them.
+		unlock := s.front.lock(db)
+		defer unlock()
+		resp, err := s.forward(m.raw, expectsReply(m, p))
+		s.front.rememberInserted(p, db, resp, err)
+		return resp, err
 	case "create", "createindexes", "drop", "dropdatabase", "dropindexes":
 		unlock := s.front.lock(db)
 		defer unlock()
+		s.front.docs.dropDB(db)
 		resp, err := s.forward(m.raw, expectsReply(m, p))
 		if err == nil && s.front.onDDL != nil {
 			s.front.onDDL(context.Background(), db)
 		}
 		return resp, err
 	}
+	if !readOnly[name] || name == "aggregate" && (bytes.Contains(p.body, []byte("$out")) || bytes.Contains(p.body, []byte("$merge"))) {
+		unlock := s.front.lock(db)
+		defer unlock()
+		s.front.docs.dropDB(db)
+		return s.forward(m.raw, expectsReply(m, p))
+	}
 	return s.forward(m.raw, expectsReply(m, p))
+}
+
+// forgetWritten drops what the cache knows about the documents a write (not through the fast
+// path) may change: its `_id` if it names one, else the whole database.
+func (f *front) forgetWritten(p *parsedMsg, name, db string) {
+	coll, _ := p.body.Lookup(commandName(p.body)).StringValueOK()
+	var filters []bson.Raw
+	switch name {
+	case "findandmodify":
+		if q, ok := p.body.Lookup("query").DocumentOK(); ok {
+			filters = append(filters, q)
+		}
+	default:
+		seq := "updates"
+		if name == "delete" {
+			seq = "deletes"
+		}
+		stmts, _ := statements(p, seq)
+		for _, st := range stmts {
+			q, ok := st.Lookup("q").DocumentOK()
+			if !ok || name == "update" && truthy(st.Lookup("multi")) {
+				f.docs.dropDB(db)
+				return
+			}
+			filters = append(filters, q)
+		}
+	}
+	if len(filters) == 0 {
+		f.docs.dropDB(db)
+		return
+	}
+	for _, q := range filters {
+		id, _, ok := splitIDFilter(q)
+		key, keyed := cacheKey(db, coll, id)
+		if !ok || !keyed {
+			f.docs.dropDB(db)
+			return
+		}
+		f.docs.drop(key)
+	}
+}
+
+// rememberInserted records inserted documents, or forgets their ids if the insert failed.
+func (f *front) rememberInserted(p *parsedMsg, db string, resp []byte, err error) {
+	coll, _ := p.body.Lookup(commandName(p.body)).StringValueOK()
+	docs, _ := statements(p, "documents")
+	ok := err == nil && resp != nil && wrote(resp, int32(len(docs)))
+	for _, d := range docs {
+		key, keyed := cacheKey(db, coll, d.Lookup("_id"))
+		if !keyed {
+			continue
+		}
+		if ok {
+			f.docs.put(key, d)
+		} else {
+			f.docs.drop(key)
+		}
+	}
 }
 
 // expectsReply: OP_MSG answers unless the client set moreToCome; legacy OP_QUERY (2004) always
@@ -245,9 +324,17 @@ func (s *session) fastPath(m message, p *parsedMsg, name, db string) (resp []byt
 		return nil, false, nil
 	}
 
-	doc, found, err := s.findByID(db, coll, id)
-	if err != nil || found && doc == nil {
-		return nil, false, err
+	key, keyed := cacheKey(db, coll, id)
+	doc, found := s.front.docs.get(key)
+	if !found {
+		s.front.preReads.Add(1)
+		doc, found, err = s.findByID(db, coll, id)
+		if err != nil || found && doc == nil {
+			return nil, false, err
+		}
+		if found && keyed {
+			s.front.docs.put(key, doc)
+		}
 	}
 	match := false
 	if found {
@@ -297,6 +384,22 @@ func (s *session) fastPath(m message, p *parsedMsg, name, db string) (resp []byt
 	}
 	raw := p.encode(m.requestID(), 0)
 	resp, err = s.forward(raw, true)
+	// Record the document's new version when the write replaced it whole; otherwise forget it.
+	var post bson.Raw
+	replaced := false
+	switch name {
+	case "update":
+		post, replaced = replacementOf(stmt.Lookup("u"), id)
+	case "findandmodify":
+		if !truthy(stmt.Lookup("remove")) {
+			post, replaced = replacementOf(stmt.Lookup("update"), id)
+		}
+	}
+	if keyed && replaced && err == nil && wrote(resp, 1) {
+		s.front.docs.put(key, post)
+	} else {
+		s.front.docs.drop(key)
+	}
 	return resp, true, err
 }
 
