@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -146,12 +147,20 @@ func openStore(ctx context.Context, c *serveConfig, log *slog.Logger) (*mongosto
 	}, nil
 }
 
+// defaultMemoryLimit is the Go runtime's soft memory limit unless GOMEMLIMIT is set.
+const defaultMemoryLimit = 200 << 20
+
 func serve(args []string) error {
 	c, err := serveFlags(args)
 	if err != nil {
 		return err
 	}
 	log := newLogger(c.logLevel)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft heap limit keeps the resident size bounded through scans of large collections
+		// on the embedded store (which decode every document); GOMEMLIMIT overrides it.
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 

@@ -17,7 +17,13 @@ import (
 //   - it purges the document, history included, of every SCIM-deleted employee whose
 //     retention ended and who owes nothing; messenger ID tombstones and the audit log stay.
 func (r *Runner) Housekeep(ctx context.Context) error {
-	return errors.Join(r.svc.collectSeatOps(ctx), r.svc.reconcileSeats(ctx), r.svc.purgeExpired(ctx))
+	errs := []error{r.svc.collectSeatOps(ctx), r.svc.purgeExpired(ctx)}
+	// Reconciling counts every tenant's seat holders (a scan): rarely, drift is rare.
+	if now := r.svc.now(); now.Sub(r.reconciled) >= reconcileEvery {
+		r.reconciled = now
+		errs = append(errs, r.svc.reconcileSeats(ctx))
+	}
+	return errors.Join(errs...)
 }
 
 // collectSeatOps forgets the settled seat operation records of every tenant. A record is
@@ -57,6 +63,9 @@ func (s *Service) collectSeatOps(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// reconcileEvery is how often housekeeping reconciles the seat counters.
+const reconcileEvery = 15 * time.Minute
 
 // reconcileSeats makes each tenant's free-seat counter agree with the employees holding a seat,
 // whenever no seat operation is in flight. The seat protocol keeps them equal; this repairs the

@@ -32,6 +32,7 @@ func TestHousekeepingRepairsASeatCounterThatDrifted(t *testing.T) {
 	}
 
 	// The stale worker's second release: its record is still there, so housekeeping waits.
+	w.clock.Advance(16 * time.Minute) // reconciliation runs every 15 minutes
 	if err := w.store.ReleaseSeat(ctx, tn.ID, "stale-release", "b"); err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +46,7 @@ func TestHousekeepingRepairsASeatCounterThatDrifted(t *testing.T) {
 	if err := w.store.ForgetSeatOps(ctx, tn.ID, []string{"stale-release"}); err != nil {
 		t.Fatal(err)
 	}
+	w.clock.Advance(16 * time.Minute)
 	if err := r.Housekeep(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,7 @@ type Runner struct {
 	maxBackoff  time.Duration
 	poll        time.Duration
 	sweep       time.Duration
+	reconciled  time.Time // last seat-counter reconciliation
 	workers     int
 	callTimeout time.Duration
 	observe     func(job *identity.Job, outcome string)
