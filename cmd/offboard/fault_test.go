@@ -443,9 +443,9 @@ func TestADatabaseOutageAnswers503AndResumesByItself(t *testing.T) {
 	db := startDevDB(t, "devdb-1", dbAddr, dbDir)
 	addr := freeAddr(t)
 	// A create whose local effects (seat, messenger ID) the outage cut off is stored with its
-	// job leased to the request; the runner's repair sweep picks it up once the lease expired.
-	// The sweep runs every 2 minutes in production; here every 3 seconds.
-	startServe(t, "serve", addr, secretKey(t), "--data", t.TempDir(), "--mongo-uri", "mongodb://"+dbAddr+"/", "--sweep", "3s")
+	// job leased to the request; the request wakes the runner, which schedules the employee for
+	// when that lease ends (the default sweep, every 2 minutes, is the fallback).
+	startServe(t, "serve", addr, secretKey(t), "--data", t.TempDir(), "--mongo-uri", "mongodb://"+dbAddr+"/")
 	s := newScenario(t, "http://"+addr)
 	s.provision(60)
 	ctx := context.Background()

@@ -131,6 +131,7 @@ func (s *Service) CreateUser(ctx context.Context, actor, tenant string, in UserI
 	}
 	if done, err := s.runLocalWith(ctx, e, token, t); err != nil {
 		s.log.Warn("local effects left to the runner", "employee", e.ID, "error", err)
+		s.wake(tenant, e.ID) // it schedules the employee for when the request's lease ends
 	} else if done != nil {
 		e = done
 	}
@@ -254,6 +255,7 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 	}
 	if done, err := s.runLocalWith(ctx, e, token, t); err != nil {
 		s.log.Warn("local effects left to the runner", "employee", id, "error", err)
+		s.wake(tenant, id)
 	} else if done != nil {
 		e = done
 	}
