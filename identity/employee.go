@@ -74,12 +74,12 @@ type Employee struct {
 	State State `bson:"state"`
 	// Generation counts hires: a re-hire after the final offboarding starts a new generation
 	// with new credentials and a new messenger ID.
-	Generation  int          `bson:"gen"`
-	Seat        Seat         `bson:"seat"`
-	SeatQueued  *time.Time   `bson:"seatQueued,omitempty"` // when the employee started waiting for a seat
+	Generation int        `bson:"gen"`
+	Seat       Seat       `bson:"seat"`
+	SeatQueued *time.Time `bson:"seatQueued,omitempty"` // when the employee started waiting for a seat
 	// Queued: an entry in the tenant's seat queue was written for this employee (so licensing
 	// must remove it; a joiner licensed at once never had one).
-	Queued bool `bson:"queued,omitempty"`
+	Queued      bool         `bson:"queued,omitempty"`
 	WorkID      string       `bson:"workId,omitempty"`
 	PastWorkIDs []string     `bson:"pastWorkIds,omitempty"`
 	Credentials *Credentials `bson:"cred,omitempty"`
