@@ -9,8 +9,26 @@ import (
 // The provisioning cycles as each identity provider runs them, request by request. Every
 // answer is also checked by the rig for RFC 7644 shape (rfcShaped).
 
+// rigs are the two ways the cycles run: against the SCIM handler, and against the whole
+// server as `offboard serve` assembles it (token authentication, limits, admin API).
+var rigs = []struct {
+	name string
+	new  func(testing.TB) *rig
+}{{"handler", func(t testing.TB) *rig { return newRig(t) }}, {"offboard serve", newServerRig}}
+
 func TestEntraProvisioningCycle(t *testing.T) {
-	base := newRig(t)
+	for _, rg := range rigs {
+		t.Run(rg.name, func(t *testing.T) { entraCycle(t, rg.new(t)) })
+	}
+}
+
+func TestOktaProvisioningCycle(t *testing.T) {
+	for _, rg := range rigs {
+		t.Run(rg.name, func(t *testing.T) { oktaCycle(t, rg.new(t)) })
+	}
+}
+
+func entraCycle(t *testing.T, base *rig) {
 	for _, mode := range []struct {
 		name, flag string
 		cap        func(string) string // op spelling
@@ -96,8 +114,7 @@ func TestEntraProvisioningCycle(t *testing.T) {
 	}
 }
 
-func TestOktaProvisioningCycle(t *testing.T) {
-	r := newRig(t)
+func oktaCycle(t *testing.T, r *rig) {
 	okta := []string{"User-Agent", "Okta SCIM Client 1.0.0", "Content-Type", "application/json"}
 	lookup := "/Users?filter=" + url.QueryEscape(`userName eq "test.user@okta.local"`) + "&startIndex=1&count=100"
 

@@ -93,7 +93,7 @@ func TestEndpointsAndMethods(t *testing.T) {
 		isError(t, r.do("POST", "/Users", body), 413, "")
 		// A chunked body without Content-Length is cut off at the limit too.
 		req, _ := http.NewRequest("POST", r.base()+"/Users", struct{ *strings.Reader }{strings.NewReader(body)})
-		req.Header.Set("Authorization", "Bearer token-"+r.tenant)
+		req.Header.Set("Authorization", "Bearer "+r.token)
 		req.Header.Set("Content-Type", scim.ContentType)
 		resp, err := r.client.Do(req)
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/offboard/offboard/identity/lifecycle"
 	"github.com/offboard/offboard/internal/mongostore"
 	"github.com/offboard/offboard/internal/testdb"
+	"github.com/offboard/offboard/internal/testenv"
 	"github.com/offboard/offboard/mdm"
 	"github.com/offboard/offboard/scim"
 )
@@ -49,6 +50,21 @@ type rig struct {
 	svc    *lifecycle.Service
 	tenant string
 	client *http.Client
+	url    string // the server's base URL
+	token  string // the tenant's bearer token
+	env    *testenv.Env
+}
+
+// newServerRig runs the rig against the whole server (`offboard serve`'s handlers: real token
+// authentication, rate and body limits, the admin API creating tenants) instead of the bare
+// SCIM handler.
+func newServerRig(t testing.TB) *rig {
+	t.Helper()
+	env := testenv.Start(t)
+	r := &rig{t: t, store: env.Store, svc: env.Service, client: env.HTTP, url: env.URL, env: env}
+	tn := env.CreateTenant(newTenantID(), 100000)
+	r.tenant, r.token = tn.ID, tn.SCIMToken
+	return r
 }
 
 func newTenantID() string {
@@ -89,6 +105,7 @@ func newRigOn(t testing.TB, store *mongostore.Store, opts ...func(*scim.Config))
 	})
 	r.srv = httptest.NewServer(mux)
 	base = r.srv.URL
+	r.url, r.token = base, "token-"+r.tenant
 	t.Cleanup(r.srv.Close)
 	r.client = r.srv.Client()
 	return r
@@ -109,12 +126,18 @@ func (r *rig) addTenant() string {
 func (r *rig) forTenant(t testing.TB) *rig {
 	c := *r
 	c.t = t
+	if r.env != nil {
+		tn := r.env.CreateTenant(newTenantID(), 100000)
+		c.tenant, c.token = tn.ID, tn.SCIMToken
+		return &c
+	}
 	c.tenant = r.addTenant()
+	c.token = "token-" + c.tenant
 	return &c
 }
 
 // base is the tenant's SCIM base URL.
-func (r *rig) base() string { return r.srv.URL + "/scim/v2/" + r.tenant }
+func (r *rig) base() string { return r.url + "/scim/v2/" + r.tenant }
 
 // response is a decoded answer.
 type response struct {
@@ -146,7 +169,7 @@ func (r *rig) do(method, path string, body any, headers ...string) response {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer token-"+r.tenant)
+	req.Header.Set("Authorization", "Bearer "+r.token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/scim+json")
 	}
