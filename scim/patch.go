@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -610,13 +609,4 @@ func prune(container map[string]any, name string) {
 			delete(container, name)
 		}
 	}
-}
-
-// sortedElements orders a list of member-like maps by "value" (stable output in tests).
-func sortedElements(list []map[string]any) {
-	sort.SliceStable(list, func(i, j int) bool {
-		a, _ := list[i]["value"].(string)
-		b, _ := list[j]["value"].(string)
-		return a < b
-	})
 }

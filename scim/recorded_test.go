@@ -62,16 +62,6 @@ func (rec recording) expectedBody(t *testing.T) map[string]any {
 	return m
 }
 
-func (rec recording) body(t *testing.T) map[string]any {
-	if len(rec.Request.Body) == 0 {
-		return nil
-	}
-	var m map[string]any
-	if err := json.Unmarshal(rec.Request.Body, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 // recordedCase says how to replay one recording: what the tenant must hold first (setup
 // returns recorded ids → ids in this tenant) and what to check beyond status and shape.

@@ -194,13 +194,12 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 		return nil, err
 	}
 	var (
-		out         Outcome
-		before      identity.State
-		counted     bool
-		braked      bool
-		marked      bool
-		resourceChg bool
-		token       = s.leaseToken()
+		out     Outcome
+		before  identity.State
+		counted bool
+		braked  bool
+		marked  bool
+		token   = s.leaseToken()
 	)
 	e, err := s.store.UpdateEmployee(ctx, tenant, id, func(e *identity.Employee) error {
 		if e.Deleted != nil {
@@ -215,7 +214,6 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 		if err != nil {
 			return err
 		}
-		resourceChg = changed
 		if changed {
 			e.Version++
 			e.Modified = now
@@ -247,7 +245,6 @@ func (s *Service) update(ctx context.Context, actor, tenant, id string, ifMatch 
 	if err != nil {
 		return nil, err
 	}
-	_ = resourceChg
 	if out.Dropped {
 		if err := s.store.DequeueSeat(ctx, id); err != nil {
 			s.log.Warn("seat queue not updated", "employee", id, "error", err)

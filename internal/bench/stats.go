@@ -60,15 +60,6 @@ func (r *Recorder) Latency(kind string, start time.Time, d time.Duration) {
 	r.Observe(kind, start, d, 0, true)
 }
 
-// Count is how many samples kind has.
-func (r *Recorder) Count(kind string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if k, ok := r.kinds[kind]; ok {
-		return len(k.samples)
-	}
-	return 0
-}
 
 // Errors is the number of unexpected answers across all kinds.
 func (r *Recorder) Errors() int {

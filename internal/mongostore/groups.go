@@ -7,7 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/scim2/filter-parser/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -443,12 +442,6 @@ func (s *Store) ListGroups(ctx context.Context, tenant string, q identity.ListQu
 		return nil, 0, err
 	}
 	return out, total, nil
-}
-
-// GroupFilter translates a SCIM filter on Groups (without members conditions, which need the
-// store) into a MongoDB query on group documents.
-func GroupFilter(expr filter.Expression) (*Query, error) {
-	return compileFilter(expr, groupFields, nil)
 }
 
 func cloneMap(m map[string]any) map[string]any {
