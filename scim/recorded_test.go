@@ -62,7 +62,6 @@ func (rec recording) expectedBody(t *testing.T) map[string]any {
 	return m
 }
 
-
 // recordedCase says how to replay one recording: what the tenant must hold first (setup
 // returns recorded ids → ids in this tenant) and what to check beyond status and shape.
 type recordedCase struct {

@@ -60,7 +60,6 @@ func (r *Recorder) Latency(kind string, start time.Time, d time.Duration) {
 	r.Observe(kind, start, d, 0, true)
 }
 
-
 // Errors is the number of unexpected answers across all kinds.
 func (r *Recorder) Errors() int {
 	r.mu.Lock()
