@@ -56,6 +56,7 @@ type Runner struct {
 	mu     sync.Mutex
 	busy   map[string]bool // employees being processed in this process
 	again  map[string]bool // woken while busy: process once more
+	failed map[string]int  // consecutive passes that failed (the database was unreachable)
 	sem    chan struct{}
 	wg     sync.WaitGroup
 }
@@ -100,7 +101,7 @@ func NewRunner(svc *Service, opts ...RunnerOption) *Runner {
 		poll: DefaultPoll, sweep: DefaultSweep, workers: DefaultWorkers, callTimeout: DefaultCallTimeout,
 		observe:   func(*identity.Job, string) {},
 		onWaiting: func(context.Context, string, string, string, string) {},
-		wakeCh:    make(chan target, 4096), busy: map[string]bool{}, again: map[string]bool{},
+		wakeCh:    make(chan target, 4096), busy: map[string]bool{}, again: map[string]bool{}, failed: map[string]int{},
 	}
 	for _, o := range opts {
 		o(r)
@@ -230,10 +231,12 @@ func (r *Runner) dispatch(ctx context.Context, t target) {
 		defer r.wg.Done()
 		defer func() { <-r.sem }()
 		for {
-			if err := r.Process(ctx, t.tenant, t.employee); err != nil && ctx.Err() == nil {
+			err := r.Process(ctx, t.tenant, t.employee)
+			if err != nil && ctx.Err() == nil {
 				r.log.Warn("employee jobs not processed", "employee", t.employee, "error", err)
 			}
 			r.mu.Lock()
+			r.retryLater(t, err != nil && ctx.Err() == nil)
 			if !r.again[t.employee] || ctx.Err() != nil {
 				delete(r.busy, t.employee)
 				delete(r.again, t.employee)
@@ -244,6 +247,27 @@ func (r *Runner) dispatch(ctx context.Context, t target) {
 			r.mu.Unlock()
 		}
 	}()
+}
+
+// retryLater, with r.mu held, wakes an employee again after a pass that failed: a wake-up that
+// met an unreachable database would otherwise wait for the sweep (minutes) while its work may
+// have no due mark yet (a request's local effects that failed with the database). The delay
+// doubles from the poll interval, with jitter; once it would reach the sweep interval the
+// sweep takes over. A pass that succeeds clears the count.
+func (r *Runner) retryLater(t target, failed bool) {
+	if !failed {
+		delete(r.failed, t.employee)
+		return
+	}
+	n := r.failed[t.employee]
+	delay := max(r.poll, 10*time.Millisecond) << n
+	if n > 20 || delay >= r.sweep {
+		delete(r.failed, t.employee)
+		return
+	}
+	r.failed[t.employee] = n + 1
+	delay = delay/2 + rand.N(delay/2+1)
+	time.AfterFunc(delay, func() { r.Wake(t.tenant, t.employee) })
 }
 
 // Process re-plans an employee against the clock and runs every job that is due. Exported for
