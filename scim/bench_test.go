@@ -100,6 +100,16 @@ func BenchmarkEndToEnd(b *testing.B) {
 			}
 		})
 	}
+	b.Run("new group, one PATCH adding 50 members", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			g := r.createGroup(fmt.Sprintf("Team %d-%d", b.N, i))
+			members := make([]any, 50)
+			for j := range members {
+				members[j] = map[string]any{"value": ids[(i*50+j)%benchUsers]}
+			}
+			r.must(http.StatusNoContent, "PATCH", "/Groups/"+g, patch(op("Add", "members", members)))
+		}
+	})
 	b.Run(fmt.Sprintf("general filter over %d users", benchUsers), func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			r.must(http.StatusOK, "GET", "/Users?filter="+url.QueryEscape(`title eq "engineer" and userName sw "seed0000"`), nil)

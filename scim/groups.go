@@ -122,8 +122,7 @@ func (g *groups) Create(r *http.Request, attrs scim.ResourceAttributes) (scim.Re
 	now := g.h.cfg.Now().UTC()
 	grp := &identity.Group{ID: lifecycle.NewID(), Tenant: rq.p.Tenant, DisplayName: name, Version: 1, Created: now, Modified: now}
 	grp.ExternalID, _ = attrs["externalId"].(string)
-	plan := newMemberPlan(ctx, rq, grp.ID)
-	plan.empty = true
+	plan := newMemberPlan(ctx, rq, grp)
 	if err := plan.addAll(attrs["members"]); err != nil {
 		return rq.failed(err)
 	}
@@ -160,7 +159,7 @@ func (g *groups) Replace(r *http.Request, _ string, attrs scim.ResourceAttribute
 		ext, _ := attrs["externalId"].(string)
 		changed := grp.DisplayName != name || grp.ExternalID != ext
 		grp.DisplayName, grp.ExternalID = name, ext
-		plan := newMemberPlan(ctx, rq, grp.ID)
+		plan := newMemberPlan(ctx, rq, grp)
 		if err := plan.removeAll(grp); err != nil {
 			return identity.MemberChange{}, false, err
 		}
@@ -193,7 +192,7 @@ func (g *groups) Patch(r *http.Request, _ string, ops []scim.PatchOperation) (sc
 			}
 		}
 		before := *grp
-		plan := newMemberPlan(ctx, rq, grp.ID)
+		plan := newMemberPlan(ctx, rq, grp)
 		if err := applyGroupPatch(grp, plan, ops); err != nil {
 			return identity.MemberChange{}, false, err
 		}
@@ -365,7 +364,7 @@ type memberPlan struct {
 	ctx     context.Context
 	rq      *request
 	group   string
-	empty   bool                        // the group is new: no stored members
+	empty   bool                        // the group has no stored members (new, or count 0)
 	desired map[string]*identity.Member // id → member to have, or nil to not have
 	stored  map[string]bool             // stored membership, as far as read
 	all     []identity.Member           // every stored member, once loaded
@@ -373,8 +372,12 @@ type memberPlan struct {
 	order   []string
 }
 
-func newMemberPlan(ctx context.Context, rq *request, group string) *memberPlan {
-	return &memberPlan{ctx: ctx, rq: rq, group: group, desired: map[string]*identity.Member{}, stored: map[string]bool{}}
+// newMemberPlan plans grp's membership. A member count of 0 means no stored members (the
+// store only ever leaves the count too high, never too low), so a group's first members need
+// no membership reads.
+func newMemberPlan(ctx context.Context, rq *request, grp *identity.Group) *memberPlan {
+	return &memberPlan{ctx: ctx, rq: rq, group: grp.ID, empty: grp.MemberCount <= 0,
+		desired: map[string]*identity.Member{}, stored: map[string]bool{}}
 }
 
 func (p *memberPlan) touch(id string) {

@@ -378,8 +378,8 @@ func FuzzPatch(f *testing.F) {
 			}
 		}
 		if norm, err := normalizePatch(body, groupSchema); err == nil {
-			g := &identity.Group{ID: "g", DisplayName: "G"}
-			plan := newMemberPlan(context.Background(), rq, "g")
+			g := &identity.Group{ID: "g", DisplayName: "G", MemberCount: 1}
+			plan := newMemberPlan(context.Background(), rq, g)
 			if applyGroupPatch(g, plan, toOperations(norm)) == nil {
 				_, _ = plan.change()
 			}

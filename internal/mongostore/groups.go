@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -264,29 +265,53 @@ func (s *Store) UpdateGroup(ctx context.Context, tenant, id string, fn func(g *i
 }
 
 // applyMembers writes membership documents for ch.Add and adds the group to each user's
-// `groups`; it returns how many were new.
+// `groups`; it returns how many were new. The documents go in unordered batches (one commit
+// per batch on the embedded store instead of one per member); a member that is already stored
+// answers a duplicate key and is skipped.
 func (s *Store) applyMembers(ctx context.Context, tenant, group string, ch identity.MemberChange) (int, error) {
 	now := s.now().UTC()
 	added := 0
-	for _, m := range ch.Add {
-		_, err := s.c(colMembers).InsertOne(ctx, memberDoc{
-			ID: memberID(group, m.Value), Tenant: tenant, Group: group, Value: m.Value, Type: m.Type, Display: m.Display, At: now,
-		})
-		if mongo.IsDuplicateKeyError(err) {
-			continue
+	for batch := range slices.Chunk(ch.Add, memberBatch) {
+		docs := make([]any, len(batch))
+		for i, m := range batch {
+			docs[i] = memberDoc{ID: memberID(group, m.Value), Tenant: tenant, Group: group, Value: m.Value, Type: m.Type, Display: m.Display, At: now}
+		}
+		dup := make([]bool, len(batch))
+		_, err := s.c(colMembers).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+		var bwe mongo.BulkWriteException
+		if errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0 {
+			err = nil
+			for _, we := range bwe.WriteErrors {
+				if !mongo.IsDuplicateKeyError(we) || we.Index < 0 || we.Index >= len(batch) {
+					err = bwe
+					break
+				}
+				dup[we.Index] = true
+			}
 		}
 		if err != nil {
-			return added, wrap("add member", err)
+			// Which documents landed is unknown: count none. UpdateGroup's caller sees the
+			// error; a count left too high is repaired when the members are next listed.
+			return added, wrap("add members", err)
 		}
-		added++
-		if m.Type != "Group" {
-			if err := s.linkGroup(ctx, tenant, m.Value, group, true); err != nil {
-				return added, err
+		for i, m := range batch {
+			if dup[i] {
+				continue
+			}
+			added++
+			if m.Type != "Group" {
+				if err := s.linkGroup(ctx, tenant, m.Value, group, true); err != nil {
+					return added, err
+				}
 			}
 		}
 	}
 	return added, nil
 }
+
+// memberBatch bounds the membership documents sent in one insert (well under the 16 MiB
+// message limit and FerretDB's batch size).
+const memberBatch = 500
 
 // removeMembers deletes membership documents and the group from each user's `groups`; it
 // returns how many existed.
