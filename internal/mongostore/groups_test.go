@@ -261,3 +261,37 @@ func TestGroupFilters(t *testing.T) {
 		}
 	})
 }
+
+// TestABatchOfMembersSkipsThoseAlreadyStored: members go in one unordered insert; one that is
+// already stored (a concurrent PATCH added it) answers a duplicate key and the rest still land,
+// counted and linked once.
+func TestABatchOfMembersSkipsThoseAlreadyStored(t *testing.T) {
+	each(t, func(t *testing.T, s *mongostore.Store) {
+		ctx := context.Background()
+		tn := newTenant(t, s, "acme", 10)
+		for _, u := range []string{"u1", "u2", "u3", "u4"} {
+			if err := create(ctx, s, tn.ID, u, u+"@x", ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		newGroup(t, s, tn.ID, "g", "G", "u2")
+		g, err := s.UpdateGroup(ctx, tn.ID, "g", func(*identity.Group) (identity.MemberChange, bool, error) {
+			return identity.MemberChange{Add: []identity.Member{{Value: "u1", Type: "User"}, {Value: "u2", Type: "User"},
+				{Value: "u3", Type: "User"}, {Value: "u2", Type: "User"}, {Value: "u4", Type: "User"}}}, false, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.MemberCount != 4 {
+			t.Fatalf("count %d, want 4", g.MemberCount)
+		}
+		if got := memberValues(t, s, tn.ID, "g"); got != "u1 u2 u3 u4" {
+			t.Fatalf("members %q", got)
+		}
+		for _, u := range []string{"u1", "u2", "u3", "u4"} {
+			if got := groupsOf(t, s, tn.ID, u); got != "g" {
+				t.Fatalf("%s groups %q", u, got)
+			}
+		}
+	})
+}
