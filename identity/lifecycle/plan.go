@@ -4,6 +4,7 @@
 package lifecycle
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/offboard/offboard/identity"
@@ -143,6 +144,15 @@ func hire(e *identity.Employee, in Input, out *Outcome) {
 	if e.State == identity.StateOffboarded {
 		kind = "rehired"
 	}
+	detail := "waiting for a seat"
+	if kind == "rehired" {
+		// The employee may use the app on their devices again: wipes of the earlier employment
+		// that have not reached a vendor yet (held by the brake, waiting for an admin's
+		// approval, or not yet sent) would now remove it from the returning employee.
+		if n := cancelUnsent(e, now, "re-hired before it was sent", func(g int) bool { return g <= e.Generation }); n > 0 {
+			detail += fmt.Sprintf("; %d unsent wipe(s) of the previous employment cancelled", n)
+		}
+	}
 	e.Generation++
 	e.State = identity.StatePendingSeat
 	e.SeatQueued = &now
@@ -150,7 +160,7 @@ func hire(e *identity.Employee, in Input, out *Outcome) {
 	addJob(e, in, jobID(e.Generation, identity.ActionAcquireSeat), identity.ActionAcquireSeat, func(j *identity.Job) {
 		j.SeatOp = seatOp(e.ID, e.Generation, "a")
 	})
-	e.Record(now, kind, "waiting for a seat", in.Actor)
+	e.Record(now, kind, detail, in.Actor)
 	out.Hired = true
 }
 
@@ -280,12 +290,22 @@ func addJob(e *identity.Employee, in Input, id, action string, set func(*identit
 // cancelOpen cancels every job of the current generation that has not started an external
 // effect yet.
 func cancelOpen(e *identity.Employee, now time.Time, why string) {
+	cancelUnsent(e, now, why, func(g int) bool { return g == e.Generation })
+}
+
+// cancelUnsent cancels the external jobs of the generations ofGen selects that have not
+// reached a vendor yet (pending, awaiting approval, braked) and returns how many. The
+// messenger's license withdrawal is never cancelled: the ID it concerns stays revoked.
+func cancelUnsent(e *identity.Employee, now time.Time, why string, ofGen func(int) bool) int {
+	n := 0
 	for _, j := range e.Jobs {
-		if j.Generation == e.Generation && !localAction(j.Action) &&
+		if ofGen(j.Generation) && !localAction(j.Action) && j.Action != identity.ActionRevokeLicense &&
 			(j.State == identity.JobPending || j.State == identity.JobApproval || j.State == identity.JobBraked) {
 			finish(j, identity.JobCancelled, now, why)
+			n++
 		}
 	}
+	return n
 }
 
 func finish(j *identity.Job, s identity.JobState, now time.Time, msg string) {

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -415,7 +416,7 @@ func TestPlan(t *testing.T) {
 			jobs: map[string]string{"g1:acquire_seat": "acquire_seat/cancelled"},
 		},
 		{
-			name: "an offboarded user activated again is re-hired in a new generation, the old effects kept",
+			name: "an offboarded user activated again is re-hired in a new generation: old local effects kept, unsent wipes cancelled",
 			emp: func() *identity.Employee {
 				e := licensed(1)
 				e.Active = false
@@ -427,7 +428,7 @@ func TestPlan(t *testing.T) {
 			out: Outcome{Hired: true}, state: identity.StatePendingSeat,
 			jobs: map[string]string{
 				"g1:acquire_seat": "acquire_seat/done", "g1:revoke_id": "revoke_id/pending",
-				"g1:release_seat": "release_seat/pending", "g1:notify:hook1": "wipe_app/pending",
+				"g1:release_seat": "release_seat/pending", "g1:notify:hook1": "wipe_app/cancelled",
 				"g2:acquire_seat": "acquire_seat/pending",
 			},
 			check: func(t *testing.T, e *identity.Employee, _ Outcome) {
@@ -439,6 +440,35 @@ func TestPlan(t *testing.T) {
 				}
 				if last := e.Timeline[len(e.Timeline)-1]; last.Kind != "rehired" {
 					t.Errorf("timeline kind %q", last.Kind)
+				}
+			},
+		},
+		{
+			name: "a re-hire cancels the earlier employment's held and unsent wipes, never a sent one or the license withdrawal",
+			emp: func() *identity.Employee {
+				e := licensed(1)
+				e.Active = false
+				threema := ConnectorInfo{ID: "tw1", Name: "threema", Type: "threemawork", Notifier: true, Messenger: true}
+				Plan(e, Input{Policy: appPolicy(0), Now: t0, Braked: true, Connectors: []ConnectorInfo{webhook, intune, threema}})
+				// intune found two devices: one command sent, one full wipe waiting for approval.
+				DeviceJob(e, identity.Policy{Wipe: identity.WipeDevice}, mdm.Device{ID: "d1", Connector: "intune1", Ownership: mdm.OwnershipCompany}, 1, "ABCD1234", false, t0)
+				DeviceJob(e, appPolicy(0), mdm.Device{ID: "d2", Connector: "intune1"}, 1, "ABCD1234", false, t0)
+				e.Jobs["g1:discover_devices:intune1"].State = identity.JobDone
+				e.Jobs["g1:wipe_app:intune1:d2"].State = identity.JobWaiting
+				e.Active = true
+				return e
+			},
+			in:  Input{Policy: appPolicy(0), Now: t0.Add(time.Hour)},
+			out: Outcome{Hired: true}, state: identity.StatePendingSeat,
+			jobs: map[string]string{
+				"g1:acquire_seat": "acquire_seat/done", "g1:revoke_id": "revoke_id/pending", "g1:release_seat": "release_seat/pending",
+				"g1:revoke_license:tw1": "revoke_license/pending", "g1:notify:hook1": "wipe_app/cancelled",
+				"g1:discover_devices:intune1": "discover_devices/done", "g1:wipe_device:intune1:d1": "wipe_device/cancelled",
+				"g1:wipe_app:intune1:d2": "wipe_app/waiting", "g2:acquire_seat": "acquire_seat/pending",
+			},
+			check: func(t *testing.T, e *identity.Employee, _ Outcome) {
+				if last := e.Timeline[len(e.Timeline)-1]; last.Kind != "rehired" || !strings.Contains(last.Detail, "2 unsent wipe(s)") {
+					t.Errorf("timeline %+v", last)
 				}
 			},
 		},
