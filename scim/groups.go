@@ -33,6 +33,8 @@ type GroupStore interface {
 	DeleteGroup(ctx context.Context, tenant, id string, ifMatch func(version int64) error) error
 	// RemoveFromGroups removes a deleted member from the groups it was in.
 	RemoveFromGroups(ctx context.Context, tenant, member string, groups []string) error
+	// RenameMember sets a renamed member's display in the groups it is in.
+	RenameMember(ctx context.Context, tenant, member, display string, groups []string) error
 }
 
 // groups is /Groups: the library's ResourceHandler for writes and the front's resourceKind.
@@ -562,10 +564,7 @@ func (p *memberPlan) resolve(id string, el any) (identity.Member, bool, error) {
 		case err == nil:
 			display := given
 			if display == "" {
-				display, _ = e.Resource["displayName"].(string)
-			}
-			if display == "" {
-				display = e.UserName
+				display = memberDisplay(e)
 			}
 			return identity.Member{Value: id, Type: "User", Display: display}, true, nil
 		case !errors.Is(err, identity.ErrNotFound):
@@ -611,4 +610,13 @@ func (p *memberPlan) change() (identity.MemberChange, error) {
 func (s *resourceSchema) membersAttr() schema.CoreAttribute {
 	a, _ := s.core.Attributes.ContainsAttribute("members")
 	return a
+}
+
+// memberDisplay is how a user is shown among a group's members: its displayName, else its
+// userName.
+func memberDisplay(e *identity.Employee) string {
+	if d, _ := e.Resource["displayName"].(string); d != "" {
+		return d
+	}
+	return e.UserName
 }

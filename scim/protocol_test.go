@@ -38,6 +38,35 @@ func TestVersionsAndPreconditions(t *testing.T) {
 		gtag := r.must(200, "GET", "/Groups/"+g, nil).header.Get("ETag")
 		r.must(http.StatusNotModified, "GET", "/Groups/"+g, nil, "If-None-Match", gtag)
 	})
+	t.Run("a renamed user is shown under its new name in its groups, whose version changes", func(t *testing.T) {
+		r := base.forTenant(t)
+		id := r.createUser("rename@x")
+		other := r.createUser("other@x", map[string]any{"displayName": "Other"})
+		g := r.createGroup("Renamed", id, other)
+		display := func() map[string]string {
+			out := map[string]string{}
+			for _, m := range asList(r.must(200, "GET", "/Groups/"+g, nil).body["members"]) {
+				out[str(get(m, "value"))] = str(get(m, "display"))
+			}
+			return out
+		}
+		if d := display(); d[id] != "rename@x" || d[other] != "Other" {
+			t.Fatalf("displays %v", d)
+		}
+		tag := r.must(200, "GET", "/Groups/"+g, nil).header.Get("ETag")
+		r.must(200, "PATCH", "/Users/"+id, patch(op("Replace", "displayName", "Renée Renamed")))
+		if d := display(); d[id] != "Renée Renamed" || d[other] != "Other" {
+			t.Fatalf("displays after displayName: %v", d)
+		}
+		r.must(200, "GET", "/Groups/"+g, nil, "If-None-Match", tag) // not 304: the members changed
+		r.must(200, "PUT", "/Users/"+other, map[string]any{"schemas": []string{scim.UserSchema}, "userName": "other.new@x"})
+		if d := display(); d[other] != "other.new@x" {
+			t.Fatalf("displays after a PUT without displayName: %v", d)
+		}
+		tag = r.must(200, "GET", "/Groups/"+g, nil).header.Get("ETag")
+		r.must(200, "PATCH", "/Users/"+id, patch(op("Replace", "title", "T")))
+		r.must(http.StatusNotModified, "GET", "/Groups/"+g, nil, "If-None-Match", tag) // no rename, no new version
+	})
 	t.Run("If-Match with an old version is 412 for PUT, PATCH and DELETE of users and groups", func(t *testing.T) {
 		r := base.forTenant(t)
 		id := r.createUser("im@x")

@@ -200,17 +200,32 @@ func (u *users) Patch(r *http.Request, _ string, ops []scim.PatchOperation) (sci
 	return rq.done(http.StatusOK, u.wire(r.Context(), rq, e))
 }
 
-// update runs a mutation through the lifecycle service with If-Match.
+// update runs a mutation through the lifecycle service with If-Match. A user shown under a
+// new name is renamed in its groups' member lists too (displays are stored with the
+// memberships, so listing a group never reads its users).
 func (u *users) update(r *http.Request, rq *request, m lifecycle.Mutation) (*identity.Employee, error) {
 	check := ifMatchHeader(r)
-	return u.h.cfg.Users.UpdateUser(r.Context(), rq.p.Actor, rq.p.Tenant, rq.id, nil, func(e *identity.Employee) (bool, error) {
+	var before string
+	e, err := u.h.cfg.Users.UpdateUser(r.Context(), rq.p.Actor, rq.p.Tenant, rq.id, nil, func(e *identity.Employee) (bool, error) {
 		if check != nil {
 			if err := check(e.Version); err != nil {
 				return false, err
 			}
 		}
+		before = memberDisplay(e)
 		return m(e)
 	})
+	if err != nil || len(e.Groups) == 0 || u.h.cfg.Groups == nil || memberDisplay(e) == before {
+		return e, err
+	}
+	ids := make([]string, len(e.Groups))
+	for i, g := range e.Groups {
+		ids[i] = g.ID
+	}
+	if err := u.h.cfg.Groups.RenameMember(r.Context(), rq.p.Tenant, rq.id, memberDisplay(e), ids); err != nil {
+		u.h.cfg.Log.Warn("renamed user keeps its old name in group member lists", "tenant", rq.p.Tenant, "user", rq.id, "error", err)
+	}
+	return e, nil
 }
 
 // Get, GetAll and Delete are served by the front (see Handler); the library never calls them.

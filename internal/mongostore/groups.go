@@ -376,6 +376,25 @@ func (s *Store) RemoveFromGroups(ctx context.Context, tenant, member string, gro
 	return nil
 }
 
+// RenameMember sets a member's display in the given groups of its tenant (a renamed user);
+// each group where it changed gets a new version, as its representation changed. One
+// `_id`-addressed write per group, plus one for the version where it changed.
+func (s *Store) RenameMember(ctx context.Context, tenant, member, display string, groups []string) error {
+	for _, g := range groups {
+		res, err := s.c(colMembers).UpdateOne(ctx, bson.D{{Key: "_id", Value: memberID(g, member)}, {Key: "tenant", Value: tenant}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "display", Value: display}}}})
+		if err != nil {
+			return wrap("rename member", err)
+		}
+		if res.ModifiedCount > 0 {
+			if err := s.adjustCount(ctx, g, 0, true); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // DeleteGroup deletes a tenant's group, its secondary keys and its memberships (its users lose
 // it from their `groups`; groups it was nested in lose it as a member).
 // ifMatch, if not nil, checks the group's current version.
