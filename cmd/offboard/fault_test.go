@@ -127,6 +127,22 @@ func start(t *testing.T, name string, env []string, args ...string) *proc {
 	return p
 }
 
+// stop sends SIGTERM and waits for a graceful exit (SIGKILL after 30 s).
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.t.Errorf("%s did not stop within 30 s of SIGTERM", p.name)
+		p.kill()
+	}
+}
+
 // kill sends SIGKILL and waits for the process to exit.
 func (p *proc) kill() {
 	select {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -316,4 +317,77 @@ func TestTheServerDropsSlowAndOversizedClients(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// TestTheGeneratedOperatorTokenIsPrintedOnceAndRevokedWhenReplaced runs the real binary on one
+// data directory: without OFFBOARD_ADMIN_TOKEN the first start prints a token (later starts
+// don't); setting the variable revokes that token; unsetting it again issues a new one.
+func TestTheGeneratedOperatorTokenIsPrintedOnceAndRevokedWhenReplaced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the binary; skipped with -short")
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	key := secretKey(t)
+	addr := freeAddr(t)
+	printed := regexp.MustCompile(`export OFFBOARD_ADMIN_TOKEN=(oba_\S+)`)
+	run := func(name, adminToken string) string {
+		t.Helper()
+		p := start(t, name, []string{"OFFBOARD_ADMIN_TOKEN=" + adminToken, "OFFBOARD_SECRET_KEY=" + key, "OFFBOARD_LOG_LEVEL=warn"},
+			"serve", "--listen", addr, "--data", data)
+		waitReady(t, p, "http://"+addr)
+		p.stop()
+		b, err := os.ReadFile(p.log.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := printed.FindAllStringSubmatch(string(b), -1); len(m) == 1 {
+			return m[0][1]
+		} else if len(m) > 1 {
+			t.Fatalf("%s printed %d tokens", name, len(m))
+		}
+		return ""
+	}
+	status := func(name, adminToken, bearer string) int {
+		t.Helper()
+		p := start(t, name, []string{"OFFBOARD_ADMIN_TOKEN=" + adminToken, "OFFBOARD_SECRET_KEY=" + key, "OFFBOARD_LOG_LEVEL=warn"},
+			"serve", "--listen", addr, "--data", data)
+		defer p.stop()
+		waitReady(t, p, "http://"+addr)
+		req, _ := http.NewRequest("GET", "http://"+addr+"/admin/v1/tenants", nil)
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	first := run("first", "")
+	if first == "" {
+		t.Fatal("the first start printed no operator token")
+	}
+	if again := run("second", ""); again != "" {
+		t.Fatal("a later start printed another token")
+	}
+	if st := status("generated", "", first); st != 200 {
+		t.Fatalf("generated token: %d", st)
+	}
+	const chosen = "operator-chosen-token-0123456789"
+	if st := status("replaced", chosen, first); st != 401 {
+		t.Fatalf("generated token after OFFBOARD_ADMIN_TOKEN was set: %d, want 401", st)
+	}
+	if st := status("chosen", chosen, chosen); st != 200 {
+		t.Fatalf("OFFBOARD_ADMIN_TOKEN: %d", st)
+	}
+	next := run("unset", "")
+	if next == "" || next == first {
+		t.Fatalf("unsetting OFFBOARD_ADMIN_TOKEN issued %q (first %q)", next, first)
+	}
+	if st := status("old", "", first); st != 401 {
+		t.Fatalf("the first generated token came back: %d", st)
+	}
+	if st := status("new", "", next); st != 200 {
+		t.Fatalf("the new generated token: %d", st)
+	}
 }

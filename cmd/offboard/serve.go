@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/offboard/offboard/identity"
@@ -322,29 +323,47 @@ func insecureIssuer(allow bool) oidcauth.Option {
 	return func(*oidcauth.Verifier) {}
 }
 
-// bootstrapMeta records that the operator's first admin token was issued.
+// bootstrapMeta records the operator admin token Offboard generated, and whether it was revoked
+// because OFFBOARD_ADMIN_TOKEN took over.
 type bootstrapMeta struct {
-	ID      string    `bson:"_id"`
-	TokenID string    `bson:"tokenId"`
-	Created time.Time `bson:"created"`
+	ID      string     `bson:"_id"`
+	TokenID string     `bson:"tokenId"`
+	Created time.Time  `bson:"created"`
+	Revoked *time.Time `bson:"revoked,omitempty"`
 }
 
-// bootstrapAdmin issues the operator's admin token on the first start when OFFBOARD_ADMIN_TOKEN
-// is not set, and prints it once; it is stored only as a hash.
+// bootstrapAdmin manages the operator's generated admin token. With OFFBOARD_ADMIN_TOKEN set,
+// only that token is the operator's: a generated one is revoked (setting the variable is how
+// an operator replaces a token that was printed to a console). Without it, the first start
+// (and the first start after such a revocation) issues a token, prints it once and stores
+// only its hash.
 func bootstrapAdmin(ctx context.Context, store *mongostore.Store, envToken string, log *slog.Logger) error {
+	var m bootstrapMeta
+	err := store.GetMeta(ctx, "bootstrap-admin", &m)
+	found := err == nil
+	if err != nil && !errors.Is(err, identity.ErrNotFound) {
+		return err
+	}
 	if envToken != "" {
 		if len(envToken) < 16 {
 			return errors.New("OFFBOARD_ADMIN_TOKEN must be at least 16 characters")
 		}
+		if !found || m.Revoked != nil {
+			return nil
+		}
+		if err := store.RevokeToken(ctx, "", m.TokenID); err != nil && !errors.Is(err, identity.ErrNotFound) {
+			return fmt.Errorf("revoke the generated operator token: %w", err)
+		}
+		now := time.Now().UTC()
+		m.Revoked = &now
+		if err := store.ReplaceMeta(ctx, m.ID, m); err != nil {
+			return err
+		}
+		log.Info("generated operator admin token revoked: OFFBOARD_ADMIN_TOKEN is set", "token_id", m.TokenID)
 		return nil
 	}
-	var m bootstrapMeta
-	err := store.GetMeta(ctx, "bootstrap-admin", &m)
-	if err == nil {
+	if found && m.Revoked == nil {
 		return nil
-	}
-	if !errors.Is(err, identity.ErrNotFound) {
-		return err
 	}
 	plain, rec, err := token.New(token.ScopeAdmin, time.Now())
 	if err != nil {
@@ -353,7 +372,19 @@ func bootstrapAdmin(ctx context.Context, store *mongostore.Store, envToken strin
 	if err := store.CreateToken(ctx, &identity.Token{ID: rec.ID, Scope: identity.ScopeAdmin, Hash: rec.Hash, Created: rec.CreatedAt}); err != nil {
 		return err
 	}
-	if err := store.PutMeta(ctx, bootstrapMeta{ID: "bootstrap-admin", TokenID: rec.ID, Created: rec.CreatedAt}); err != nil {
+	next := bootstrapMeta{ID: "bootstrap-admin", TokenID: rec.ID, Created: rec.CreatedAt}
+	if found {
+		// Issued again after a revocation: only if no other instance did so first.
+		swapped, err := store.SwapMeta(ctx, next.ID, bson.D{{Key: "tokenId", Value: m.TokenID}}, next)
+		if err != nil {
+			return err
+		}
+		if !swapped {
+			_ = store.RevokeToken(ctx, "", rec.ID)
+			return nil
+		}
+	} else if err := store.PutMeta(ctx, next); err != nil {
+		_ = store.RevokeToken(ctx, "", rec.ID)
 		if errors.Is(err, identity.ErrConflict) {
 			return nil // another instance issued it first
 		}

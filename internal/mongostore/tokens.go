@@ -78,3 +78,14 @@ func (s *Store) ReplaceMeta(ctx context.Context, id string, doc any) error {
 	_, err := s.c(colMeta).ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true))
 	return wrap("replace meta", err)
 }
+
+// SwapMeta replaces an operator-level record only if it still matches cond (a compare-and-swap
+// between instances); it reports whether it did.
+func (s *Store) SwapMeta(ctx context.Context, id string, cond bson.D, doc any) (bool, error) {
+	filter := append(bson.D{{Key: "_id", Value: id}}, cond...)
+	res, err := s.c(colMeta).ReplaceOne(ctx, filter, doc)
+	if err != nil {
+		return false, wrap("swap meta", err)
+	}
+	return res.MatchedCount == 1, nil
+}

@@ -266,8 +266,8 @@ func TestTenantACannotReadChangeOrDetectTenantBsSCIMData(t *testing.T) {
 func TestTenantACannotReachTenantBsGroups(t *testing.T) {
 	w := newWorld(t)
 	a := w.a
-	if r := a.SCIM("GET", "/Groups", nil); r.Status == 404 {
-		t.Skip("SCIM /Groups endpoint not served yet (GET /Groups is 404); these cases run once the Groups endpoint exists")
+	if r := a.SCIM("GET", "/Groups", nil); r.Status != 200 {
+		t.Fatalf("GET /Groups: %d %s", r.Status, r.Raw)
 	}
 	nothing := randomID()
 	groupSchema := []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}
