@@ -1,6 +1,8 @@
 package mdm
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -73,4 +75,37 @@ func IsRetryable(err error) bool {
 		return ve.Retryable
 	}
 	return !errors.Is(err, ErrUnsupported)
+}
+
+// NewRequest builds one vendor API request. The body is given as bytes, not a reader, so that a
+// request sent again after a token refresh is built again with its whole body; Content-Type is
+// set only when there is one, and accept is the media type wanted back. A URL that does not parse
+// is reported as "invalid <api> URL", never quoted: query strings can carry user names.
+func NewRequest(ctx context.Context, api, method, url string, body []byte, contentType, accept string) (*http.Request, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, r)
+	if err != nil {
+		return nil, errors.New("invalid " + api + " URL")
+	}
+	req.Header.Set("Accept", accept)
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	return req, nil
+}
+
+// DeviceGone marks a 404 answer as ErrDeviceGone and not retryable: a device the vendor no
+// longer knows will not come back, and a wipe of it counts as done. Connectors call it on calls
+// about one device, where a 404 can only mean that device; other errors pass through unchanged.
+func DeviceGone(err error) error {
+	var ve *VendorError
+	if errors.As(err, &ve) && ve.StatusCode == http.StatusNotFound {
+		ve.Retryable = false
+		ve.Err = ErrDeviceGone
+		return ve
+	}
+	return err
 }

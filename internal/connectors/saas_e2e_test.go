@@ -11,6 +11,7 @@ import (
 	"github.com/offboard/offboard/mdm/intune/intunetest"
 	"github.com/offboard/offboard/mdm/jamf/jamftest"
 	"github.com/offboard/offboard/mdm/mdmtest"
+	"github.com/offboard/offboard/mdm/mdmtest/vendorfake"
 	"github.com/offboard/offboard/mdm/workspaceone/workspaceonetest"
 )
 
@@ -18,6 +19,7 @@ import (
 type saasFake interface {
 	mdmtest.Fake
 	Server() *httptest.Server
+	Requests() []vendorfake.Request
 }
 
 // saasVendor describes one SaaS MDM for the end-to-end tests: how to start its fake, the
@@ -107,18 +109,7 @@ func (s *saasEnv) step() employeeView {
 }
 
 // requests counts the calls the fake received so far (tokens included).
-func (s *saasEnv) requests() int {
-	switch f := s.fake.(type) {
-	case *intunetest.Graph:
-		return len(f.Requests())
-	case *jamftest.Jamf:
-		return len(f.Requests())
-	case *workspaceonetest.WS1:
-		return len(f.Requests())
-	}
-	s.t.Fatalf("unknown fake %T", s.fake)
-	return 0
-}
+func (s *saasEnv) requests() int { return len(s.fake.Requests()) }
 
 func (s *saasEnv) jobState(v employeeView, action, device string) identity.JobState {
 	s.t.Helper()

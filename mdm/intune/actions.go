@@ -92,7 +92,7 @@ func (c *Connector) deviceAction(ctx context.Context, op, action string, req mdm
 	}
 	err = c.call(ctx, op, http.MethodPost, "/deviceManagement/managedDevices/"+d.ID+"/"+action, body, nil)
 	if err != nil {
-		return mdm.Command{}, deviceGone(err)
+		return mdm.Command{}, mdm.DeviceGone(err)
 	}
 	return cmd, nil
 }

@@ -158,7 +158,7 @@ func (c *Connector) getDevice(ctx context.Context, op, id string) (managedDevice
 	err := c.call(ctx, op, "GET", "/deviceManagement/managedDevices/"+id+"?"+query(
 		"$select", "id,userId,managedDeviceOwnerType,managementState,deviceActionResults"), nil, &d)
 	if err != nil {
-		return managedDevice{}, deviceGone(err)
+		return managedDevice{}, mdm.DeviceGone(err)
 	}
 	if d.ID == "" {
 		return managedDevice{}, &mdm.VendorError{Vendor: Type, Op: op, Retryable: true, Err: errors.New("device without id")}

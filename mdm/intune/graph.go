@@ -1,10 +1,8 @@
 package intune
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -32,19 +30,7 @@ func (c *Connector) call(ctx context.Context, op, method, pathAndQuery string, b
 		}
 	}
 	resp, err := c.tokens.Do(ctx, c.graph, op, func(ctx context.Context) (*http.Request, error) {
-		var r io.Reader
-		if payload != nil {
-			r = bytes.NewReader(payload)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, target, r)
-		if err != nil {
-			return nil, errors.New("invalid Graph URL")
-		}
-		req.Header.Set("Accept", "application/json")
-		if payload != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		return req, nil
+		return mdm.NewRequest(ctx, "Graph", method, target, payload, "application/json", "application/json")
 	})
 	if err != nil {
 		return err
@@ -78,17 +64,6 @@ func graphError(op string, resp *http.Response, c *Connector) *mdm.VendorError {
 		ve.Detail = strings.TrimSpace(ge.Error.Code + ": " + ge.Error.Message)
 	}
 	return ve
-}
-
-// deviceGone marks a 404 on a device path as mdm.ErrDeviceGone.
-func deviceGone(err error) error {
-	var ve *mdm.VendorError
-	if errors.As(err, &ve) && ve.StatusCode == http.StatusNotFound {
-		ve.Retryable = false
-		ve.Err = mdm.ErrDeviceGone
-		return ve
-	}
-	return err
 }
 
 // odataString quotes s as an OData string literal: single quotes are doubled.

@@ -55,21 +55,13 @@ func TestConformance(t *testing.T) {
 				Devices: janesDevices,
 				Tokens:  true,
 				Matches: []mdm.MatchAttribute{mdm.MatchUserName, mdm.MatchEmail, mdm.MatchExternalID},
-				Config: mustJSON(intune.Config{TenantID: intunetest.TenantID, ClientID: intunetest.ClientID,
+				Config: mdmtest.ConfigJSON(intune.Config{TenantID: intunetest.TenantID, ClientID: intunetest.ClientID,
 					ClientSecret: intunetest.ClientSecret, AppID: intunetest.AppID, GroupID: intunetest.GroupID, Mode: mode}),
 				Redact:  intune.Redact,
 				Secrets: []string{intunetest.ClientSecret, "expired~secret"},
 			})
 		})
 	}
-}
-
-func mustJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
 }
 
 func TestFindDevices(t *testing.T) {
@@ -237,15 +229,7 @@ func TestConfig(t *testing.T) {
 		{"a plain-http Graph URL is refused", `{` + base + `,"mode":"retire","graphUrl":"http://graph.example"}`, "graphUrl"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := intune.Open(json.RawMessage(tc.cfg), mdm.Deps{})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want an error about %s", err, tc.want)
-			}
-			if strings.Contains(err.Error(), "hunter2") {
-				t.Fatalf("error echoes the secret: %v", err)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { mdmtest.RefusesConfig(t, intune.Open, tc.cfg, tc.want, "hunter2") })
 	}
 
 	t.Run("retire mode needs neither app nor group", func(t *testing.T) {

@@ -90,7 +90,7 @@ func (c *Connector) RemoveApp(ctx context.Context, req mdm.Request) (mdm.Command
 	}
 	add, _ := xml.Marshal(xmlGroupAdditions{Additions: []xmlDeviceRef{{ID: devID}}})
 	if _, err := c.call(ctx, "remove app", http.MethodPut, groupPath, mediaXML, add, mediaXML); err != nil {
-		return mdm.Command{}, deviceGone(err)
+		return mdm.Command{}, mdm.DeviceGone(err)
 	}
 	return cmd, nil
 }
@@ -163,7 +163,7 @@ func (c *Connector) WipeDevice(ctx context.Context, req mdm.Request) (mdm.Comman
 	})
 	b, err := c.call(ctx, "erase", http.MethodPost, "/api/v2/mdm/commands", mediaJSON, body, mediaJSON)
 	if err != nil {
-		return mdm.Command{}, deviceGone(err)
+		return mdm.Command{}, mdm.DeviceGone(err)
 	}
 	var created []struct {
 		ID   string `json:"id"`

@@ -1,10 +1,8 @@
 package jamf
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -24,19 +22,7 @@ const (
 // *mdm.VendorErrors whose Detail is Jamf's error code and description when it sent JSON.
 func (c *Connector) call(ctx context.Context, op, method, path, contentType string, body []byte, accept string) ([]byte, error) {
 	resp, err := c.tokens.Do(ctx, c.client, op, func(ctx context.Context) (*http.Request, error) {
-		var r io.Reader
-		if body != nil {
-			r = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, c.cfg.URL+path, r)
-		if err != nil {
-			return nil, errors.New("invalid Jamf URL")
-		}
-		req.Header.Set("Accept", accept)
-		if body != nil {
-			req.Header.Set("Content-Type", contentType)
-		}
-		return req, nil
+		return mdm.NewRequest(ctx, "Jamf", method, c.cfg.URL+path, body, contentType, accept)
 	})
 	if err != nil {
 		return nil, err
@@ -79,17 +65,6 @@ func jamfError(op string, resp *http.Response, c *Connector) *mdm.VendorError {
 		ve.Detail = http.StatusText(resp.StatusCode)
 	}
 	return ve
-}
-
-// deviceGone marks a 404 as mdm.ErrDeviceGone.
-func deviceGone(err error) error {
-	var ve *mdm.VendorError
-	if errors.As(err, &ve) && ve.StatusCode == http.StatusNotFound {
-		ve.Retryable = false
-		ve.Err = mdm.ErrDeviceGone
-		return ve
-	}
-	return err
 }
 
 // rsqlString quotes s as an RSQL string value: double quotes and backslashes are escaped.

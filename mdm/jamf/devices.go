@@ -159,7 +159,7 @@ func (c *Connector) lookup(ctx context.Context, op, id string, sections ...strin
 	kv = append(kv, "page", "0", "page-size", "1", "filter", "mobileDeviceId=="+rsqlString(id))
 	var res inventoryPage
 	if err := c.getJSON(ctx, op, "/api/v2/mobile-devices/detail?"+encodeQuery(kv...), &res); err != nil {
-		return inventory{}, deviceGone(err)
+		return inventory{}, mdm.DeviceGone(err)
 	}
 	for _, r := range res.Results {
 		if r.MobileDeviceID == id {

@@ -49,19 +49,11 @@ func TestConformance(t *testing.T) {
 		Devices: janesDevices,
 		Tokens:  true,
 		Matches: []mdm.MatchAttribute{mdm.MatchUserName, mdm.MatchEmail},
-		Config: mustJSON(jamf.Config{URL: "https://acme.jamfcloud.com", ClientID: jamftest.ClientID,
+		Config: mdmtest.ConfigJSON(jamf.Config{URL: "https://acme.jamfcloud.com", ClientID: jamftest.ClientID,
 			ClientSecret: jamftest.ClientSecret, AppID: jamftest.AppID, GroupID: jamftest.GroupID}),
 		Redact:  jamf.Redact,
 		Secrets: []string{jamftest.ClientSecret, "rotated-away-secret"},
 	})
-}
-
-func mustJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
 }
 
 func TestFindDevices(t *testing.T) {
@@ -244,15 +236,7 @@ func TestConfig(t *testing.T) {
 		{"an app id given as a string is refused clearly", `{"url":"https://acme.jamfcloud.com","clientId":"x","clientSecret":"hunter2-value","appId":"12","groupId":7}`, "numbers"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := jamf.Open(json.RawMessage(tc.cfg), mdm.Deps{})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want an error about %s", err, tc.want)
-			}
-			if strings.Contains(err.Error(), "hunter2") {
-				t.Fatalf("error echoes the secret: %v", err)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { mdmtest.RefusesConfig(t, jamf.Open, tc.cfg, tc.want, "hunter2") })
 	}
 
 	t.Run("redaction drops the client secret", func(t *testing.T) {

@@ -464,3 +464,26 @@ func summary(ds []mdm.Device) []string {
 	slices.Sort(out)
 	return out
 }
+
+// ConfigJSON marshals a connector configuration for Harness.Config; a configuration that does
+// not marshal is a bug in the test, so it panics.
+func ConfigJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// RefusesConfig fails t unless open refuses cfg with an error that says want and does not echo
+// secret: configuration errors are shown to the administrator, and secrets are write-only.
+func RefusesConfig(t *testing.T, open mdm.Opener, cfg, want, secret string) {
+	t.Helper()
+	_, err := open(json.RawMessage(cfg), mdm.Deps{})
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want an error about %s", err, want)
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("error echoes a secret: %v", err)
+	}
+}

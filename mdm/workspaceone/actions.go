@@ -41,7 +41,7 @@ func (c *Connector) RemoveApp(ctx context.Context, req mdm.Request) (mdm.Command
 	body := map[string]int64{"DeviceId": d.ID.Value}
 	path := "/API/mam/apps/public/" + strconv.Itoa(c.cfg.AppID) + "/uninstall"
 	if _, err := c.call(ctx, "remove app", http.MethodPost, path, body, nil); err != nil {
-		return mdm.Command{}, deviceGone(err)
+		return mdm.Command{}, mdm.DeviceGone(err)
 	}
 	cmd := mdm.Command{ID: cmdUninstall + ":" + strconv.FormatInt(d.ID.Value, 10), State: mdm.CommandDone,
 		Detail: "uninstall accepted; Workspace ONE reports no per-device status for it"}
@@ -88,7 +88,7 @@ func (c *Connector) command(ctx context.Context, op, name string, req mdm.Reques
 		return cmd, nil // queued already, by this request or an earlier one
 	}
 	if _, err := c.call(ctx, op, http.MethodPost, "/API/mdm/devices/"+id+"/commands?command="+name, nil, nil); err != nil {
-		return mdm.Command{}, deviceGone(err)
+		return mdm.Command{}, mdm.DeviceGone(err)
 	}
 	return cmd, nil
 }

@@ -1,7 +1,6 @@
 package workspaceone
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,19 +27,11 @@ func (c *Connector) call(ctx context.Context, op, method, path string, body, out
 		}
 	}
 	build := func(ctx context.Context) (*http.Request, error) {
-		var r io.Reader
-		if payload != nil {
-			r = bytes.NewReader(payload)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, c.cfg.URL+path, r)
+		req, err := mdm.NewRequest(ctx, "Workspace ONE", method, c.cfg.URL+path, payload, "application/json", acceptV1)
 		if err != nil {
-			return nil, errors.New("invalid Workspace ONE URL")
+			return nil, err
 		}
 		req.Header.Set("aw-tenant-code", c.cfg.TenantCode)
-		req.Header.Set("Accept", acceptV1)
-		if payload != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
 		return req, nil
 	}
 	var resp *http.Response
@@ -97,15 +88,4 @@ func ws1Error(op string, resp *http.Response, c *Connector) *mdm.VendorError {
 		ve.Detail = http.StatusText(resp.StatusCode)
 	}
 	return ve
-}
-
-// deviceGone marks a 404 as mdm.ErrDeviceGone.
-func deviceGone(err error) error {
-	var ve *mdm.VendorError
-	if errors.As(err, &ve) && ve.StatusCode == http.StatusNotFound {
-		ve.Retryable = false
-		ve.Err = mdm.ErrDeviceGone
-		return ve
-	}
-	return err
 }

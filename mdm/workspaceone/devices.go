@@ -138,7 +138,7 @@ func (c *Connector) getDevice(ctx context.Context, op, id string) (device, error
 	}
 	var d device
 	if _, err := c.call(ctx, op, http.MethodGet, "/API/mdm/devices/"+id, nil, &d); err != nil {
-		return device{}, deviceGone(err)
+		return device{}, mdm.DeviceGone(err)
 	}
 	if unenrolled(d.EnrollmentStatus) {
 		return device{}, &mdm.VendorError{Vendor: Type, Op: op, Detail: "device is " + d.EnrollmentStatus, Err: mdm.ErrDeviceGone}

@@ -73,20 +73,12 @@ func TestConformance(t *testing.T) {
 				Devices: janesDevices,
 				Tokens:  v.tokens,
 				Matches: []mdm.MatchAttribute{mdm.MatchUserName, mdm.MatchEmail},
-				Config:  mustJSON(v.cfg(workspaceonetest.New(t), false)),
+				Config:  mdmtest.ConfigJSON(v.cfg(workspaceonetest.New(t), false)),
 				Redact:  workspaceone.Redact,
 				Secrets: []string{workspaceonetest.TenantCode, workspaceonetest.ClientSecret, workspaceonetest.Password, "not-the-secret", "wrong-password"},
 			})
 		})
 	}
-}
-
-func mustJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
 }
 
 func TestFindDevices(t *testing.T) {
@@ -177,15 +169,7 @@ func TestConfig(t *testing.T) {
 		{"a plain-http server is refused", `{"url":"http://as1.awmdm.com","tenantCode":"k-hunter2","auth":"basic","username":"svc","password":"hunter2"}`, "https"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := workspaceone.Open(json.RawMessage(tc.cfg), mdm.Deps{})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want an error about %s", err, tc.want)
-			}
-			if strings.Contains(err.Error(), "hunter2") {
-				t.Fatalf("error echoes a secret: %v", err)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { mdmtest.RefusesConfig(t, workspaceone.Open, tc.cfg, tc.want, "hunter2") })
 	}
 
 	t.Run("redaction drops the API key, client secret and password", func(t *testing.T) {

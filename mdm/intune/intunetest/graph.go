@@ -8,10 +8,8 @@ package intunetest
 import (
 	_ "embed"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/offboard/offboard/mdm/mdmtest"
+	"github.com/offboard/offboard/mdm/mdmtest/vendorfake"
 )
 
 var _ mdmtest.Fake = (*Graph)(nil)
@@ -50,45 +49,28 @@ var managedDevicesJSON []byte
 //go:embed testdata/app_assignments.json
 var appAssignmentsJSON []byte
 
-// Graph is the fake. Its zero value is not usable; call New.
+// Graph is the fake. Its zero value is not usable; call New. Its URL is the base URL of both
+// Graph and the login endpoint (graphUrl and loginUrl); Actions counts the wipes, retires and
+// offboarding-group memberships applied to a device.
 type Graph struct {
-	t   testing.TB
-	srv *httptest.Server
+	*vendorfake.Base
+	t testing.TB
 
-	mu          sync.Mutex
-	handler     http.Handler // serves requests; the fake itself unless wrapped
-	now         func() time.Time
+	// The fields below are guarded by Base.Mu.
 	devices     []map[string]any // in list order
-	issued      int
-	valid       map[string]bool
-	failNext    []failure
 	assignments []map[string]any
 	members     map[string]bool
-	actions     map[string]int
-	log         []Request
 }
 
 // Request is one request the fake received.
-type Request struct {
-	Method, Path string
-	At           time.Time
-}
-
-func (r Request) String() string { return r.Method + " " + r.Path }
-
-type failure struct {
-	status int
-	header http.Header
-}
+type Request = vendorfake.Request
 
 var filterRE = regexp.MustCompile(`^userPrincipalName eq '((?:[^']|'')*)'$`)
 
 // New starts a fake on a TLS httptest server that stops when the test ends. Its clock stands
 // two minutes after mdmtest.Occurred until SetClock or SetNow.
 func New(t testing.TB) *Graph {
-	start := mdmtest.Occurred.Add(2 * time.Minute)
-	f := &Graph{t: t, valid: map[string]bool{}, members: map[string]bool{}, actions: map[string]int{}}
-	f.now = func() time.Time { return start }
+	f := &Graph{t: t, members: map[string]bool{}}
 	if err := json.Unmarshal(managedDevicesJSON, &f.devices); err != nil {
 		t.Fatal(err)
 	}
@@ -99,48 +81,8 @@ func New(t testing.TB) *Graph {
 		t.Fatal(err)
 	}
 	f.assignments = as.Value
-	f.handler = http.HandlerFunc(f.serve)
-	f.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		h := f.handler
-		f.mu.Unlock()
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(f.srv.Close)
+	f.Base = vendorfake.Start(t, http.HandlerFunc(f.serve))
 	return f
-}
-
-// URL is the base URL of both Graph and the login endpoint (graphUrl and loginUrl).
-func (f *Graph) URL() string { return f.srv.URL }
-
-// Server is the underlying TLS server (its Certificate and Client trust each other).
-func (f *Graph) Server() *httptest.Server { return f.srv }
-
-// Client returns an HTTP client that trusts the fake's certificate.
-func (f *Graph) Client() *http.Client { return f.srv.Client() }
-
-// SetClock makes the fake read its time (action start dates) from now.
-func (f *Graph) SetClock(now func() time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = now
-}
-
-// SetNow fixes the fake's time at t.
-func (f *Graph) SetNow(t time.Time) { f.SetClock(func() time.Time { return t }) }
-
-// Now is the fake's current time.
-func (f *Graph) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now()
-}
-
-// Wrap puts wrap around the fake's handler (to inject answers Graph may give).
-func (f *Graph) Wrap(wrap func(next http.Handler) http.Handler) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.handler = wrap(f.handler)
 }
 
 func graphErr(w http.ResponseWriter, status int, code, msg string) {
@@ -158,9 +100,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func (f *Graph) serve(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.log = append(f.log, Request{Method: r.Method, Path: r.URL.Path, At: f.now()})
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	f.Record(r)
 	if r.URL.Path == "/"+TenantID+"/oauth2/v2.0/token" {
 		f.token(w, r)
 		return
@@ -170,18 +112,12 @@ func (f *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !f.valid[tok] {
+	if !f.Bearer(r) {
 		graphErr(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
 		return
 	}
-	if len(f.failNext) > 0 {
-		fl := f.failNext[0]
-		f.failNext = f.failNext[1:]
-		for k, v := range fl.header {
-			w.Header()[k] = v
-		}
-		graphErr(w, fl.status, "TooManyRequests", "injected failure")
+	if status, ok := f.PopFailure(w); ok {
+		graphErr(w, status, "TooManyRequests", "injected failure")
 		return
 	}
 	if r.Method == http.MethodPost && r.ContentLength != 0 && r.Header.Get("Content-Type") != "application/json" {
@@ -224,16 +160,14 @@ func (f *Graph) token(w http.ResponseWriter, r *http.Request) {
 	case r.PostForm.Get("grant_type") != "client_credentials":
 		w.WriteHeader(http.StatusBadRequest)
 		io.WriteString(w, `{"error":"unsupported_grant_type"}`)
-	case r.PostForm.Get("scope") != f.srv.URL+"/.default":
+	case r.PostForm.Get("scope") != f.URL()+"/.default":
 		w.WriteHeader(http.StatusBadRequest)
 		io.WriteString(w, `{"error":"invalid_scope","error_description":"AADSTS70011: The provided value for scope is not valid."}`)
 	case r.PostForm.Get("client_id") != ClientID || r.PostForm.Get("client_secret") != ClientSecret:
 		w.WriteHeader(http.StatusUnauthorized)
 		io.WriteString(w, `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215]}`)
 	default:
-		f.issued++
-		tok := fmt.Sprintf("eyJ0eXAiOiJKV1Qi.graph-%d", f.issued)
-		f.valid[tok] = true
+		tok := f.IssueToken("eyJ0eXAiOiJKV1Qi.graph-")
 		writeJSON(w, map[string]any{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": tok})
 	}
 }
@@ -296,13 +230,13 @@ func (f *Graph) listDevices(w http.ResponseWriter, r *http.Request) {
 	}
 	// One device per page, so the connector must follow @odata.nextLink.
 	skip, _ := strconv.Atoi(q.Get("$skiptoken"))
-	page := map[string]any{"@odata.context": f.srv.URL + "/v1.0/$metadata#deviceManagement/managedDevices", "value": []any{}}
+	page := map[string]any{"@odata.context": f.URL() + "/v1.0/$metadata#deviceManagement/managedDevices", "value": []any{}}
 	if skip < len(match) {
 		page["value"] = match[skip : skip+1]
 	}
 	if skip+1 < len(match) {
 		q.Set("$skiptoken", strconv.Itoa(skip+1))
-		page["@odata.nextLink"] = f.srv.URL + "/v1.0/deviceManagement/managedDevices?" + q.Encode()
+		page["@odata.nextLink"] = f.URL() + "/v1.0/deviceManagement/managedDevices?" + q.Encode()
 	}
 	writeJSON(w, page)
 }
@@ -325,7 +259,7 @@ func (f *Graph) userDevices(w http.ResponseWriter, r *http.Request, userID strin
 		graphErr(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+userID+"' does not exist or one of its queried reference-property objects are not present.")
 		return
 	}
-	writeJSON(w, map[string]any{"@odata.context": f.srv.URL + "/v1.0/$metadata#users('" + userID + "')/managedDevices", "value": out})
+	writeJSON(w, map[string]any{"@odata.context": f.URL() + "/v1.0/$metadata#users('" + userID + "')/managedDevices", "value": out})
 }
 
 func (f *Graph) deviceAction(w http.ResponseWriter, r *http.Request, id, action string) {
@@ -357,10 +291,10 @@ func (f *Graph) deviceAction(w http.ResponseWriter, r *http.Request, id, action 
 		graphErr(w, http.StatusNotFound, "ResourceNotFound", "Resource not found")
 		return
 	}
-	f.actions[id]++
+	f.CountAction(id)
 	d["managementState"] = action + "Pending"
 	results := d["deviceActionResults"].([]any)
-	now := f.now().UTC().Format(time.RFC3339)
+	now := f.NowLocked().UTC().Format(time.RFC3339)
 	d["deviceActionResults"] = append(results, map[string]any{
 		"actionName": action, "actionState": "pending", "startDateTime": now, "lastUpdatedDateTime": now,
 	})
@@ -398,7 +332,7 @@ func (f *Graph) addMember(w http.ResponseWriter, r *http.Request) {
 		graphErr(w, http.StatusBadRequest, "BadRequest", "invalid reference body")
 		return
 	}
-	userID, ok := strings.CutPrefix(ref["@odata.id"], f.srv.URL+"/v1.0/directoryObjects/")
+	userID, ok := strings.CutPrefix(ref["@odata.id"], f.URL()+"/v1.0/directoryObjects/")
 	if !ok {
 		graphErr(w, http.StatusBadRequest, "BadRequest", "Invalid object identifier")
 		return
@@ -411,7 +345,7 @@ func (f *Graph) addMember(w http.ResponseWriter, r *http.Request) {
 	f.members[userID] = true
 	for _, d := range f.devices {
 		if d["userId"] == userID {
-			f.actions[d["id"].(string)]++
+			f.CountAction(d["id"].(string))
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -419,22 +353,22 @@ func (f *Graph) addMember(w http.ResponseWriter, r *http.Request) {
 
 // Assignments returns the app's assignments as the fake holds them.
 func (f *Graph) Assignments() []map[string]any {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	return slices.Clone(f.assignments)
 }
 
 // IsMember reports whether user is a member of the offboarding group.
 func (f *Graph) IsMember(userID string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	return f.members[userID]
 }
 
 // DeviceField returns one property of a managed device (nil if either is unknown).
 func (f *Graph) DeviceField(id, field string) any {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	if d := f.device(id); d != nil {
 		return d[field]
 	}
@@ -444,20 +378,13 @@ func (f *Graph) DeviceField(id, field string) any {
 // SetActionState sets the actionState of every deviceActionResult of a device, as Intune does
 // when the device reports back.
 func (f *Graph) SetActionState(id, state string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	if d := f.device(id); d != nil {
 		for _, r := range d["deviceActionResults"].([]any) {
 			r.(map[string]any)["actionState"] = state
 		}
 	}
-}
-
-// Requests lists the requests received so far, oldest first.
-func (f *Graph) Requests() []Request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.log)
 }
 
 // Count counts the requests received so far with method whose path ends in suffix.
@@ -471,43 +398,15 @@ func (f *Graph) Count(method, suffix string) int {
 	return n
 }
 
-// FailNext makes the next Graph API call (not a token request) answer status with header.
-func (f *Graph) FailNext(status int, h http.Header) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failNext = append(f.failNext, failure{status, h})
-}
-
-// RevokeTokens invalidates every access token issued so far.
-func (f *Graph) RevokeTokens() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	clear(f.valid)
-}
-
 // RemoveDevice makes Intune forget a device.
 func (f *Graph) RemoveDevice(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	f.devices = slices.DeleteFunc(f.devices, func(d map[string]any) bool { return d["id"] == id })
 }
 
 // CompleteCommands marks every action on the device done.
 func (f *Graph) CompleteCommands(id string) { f.SetActionState(id, "done") }
-
-// Actions counts the wipes, retires and offboarding-group memberships applied to a device.
-func (f *Graph) Actions(target string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.actions[target]
-}
-
-// TokenRequests counts the access tokens issued.
-func (f *Graph) TokenRequests() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.issued
-}
 
 // FailOn answers the first Graph request with method with status and Retry-After, then lets the
 // fake answer.
@@ -534,9 +433,9 @@ func (f *Graph) HijackNextLink(link string) {
 	f.Wrap(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == "GET" && r.URL.Path == "/v1.0/deviceManagement/managedDevices" {
-				f.mu.Lock()
+				f.Mu.Lock()
 				first := project(f.devices[0], "id,userPrincipalName")
-				f.mu.Unlock()
+				f.Mu.Unlock()
 				writeJSON(w, map[string]any{"value": []any{first}, "@odata.nextLink": link})
 				return
 			}

@@ -12,16 +12,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/offboard/offboard/mdm/mdmtest"
+	"github.com/offboard/offboard/mdm/mdmtest/vendorfake"
 )
 
 // The API client, app and groups the fake knows.
@@ -53,11 +52,13 @@ var appXML []byte
 
 var _ mdmtest.Fake = (*Jamf)(nil)
 
-// Jamf is the fake. Its zero value is not usable; call New.
+// Jamf is the fake. Its zero value is not usable; call New. Its URL is the Jamf Pro server's
+// URL; Actions counts the erases and offboarding-group additions applied to a device.
 type Jamf struct {
-	t   testing.TB
-	srv *httptest.Server
-	now func() time.Time
+	*vendorfake.Base
+	t testing.TB
+
+	// The fields below are guarded by Base.Mu.
 
 	// gate, when set, holds every API request until closed (for the concurrency test).
 	gate     chan struct{}
@@ -65,28 +66,14 @@ type Jamf struct {
 	inflight int
 	peak     int
 
-	mu         sync.Mutex
 	devices    []map[string]any
 	exclusions []groupRef
 	members    map[int][]int // group id -> device ids
 	commands   []map[string]any
-	issued     int
-	valid      map[string]bool
-	failNext   []failure
-	actions    map[string]int
-	log        []Request
 }
 
 // Request is one request the fake received.
-type Request struct {
-	Method, Path string
-	At           time.Time
-}
-
-type failure struct {
-	status int
-	header http.Header
-}
+type Request = vendorfake.Request
 
 type groupRef struct {
 	ID   int    `xml:"id"`
@@ -111,9 +98,7 @@ var filterRE = regexp.MustCompile(`^(userAndLocation\.emailAddress|userAndLocati
 // New starts a fake on a TLS httptest server that stops when the test ends. Its clock stands
 // two minutes after mdmtest.Occurred until SetClock or SetNow.
 func New(t testing.TB) *Jamf {
-	start := mdmtest.Occurred.Add(2 * time.Minute)
-	f := &Jamf{t: t, now: func() time.Time { return start }, valid: map[string]bool{},
-		actions: map[string]int{}, members: map[int][]int{KioskGroupID: {}, GroupID: {}, SmartGroupID: {}}}
+	f := &Jamf{t: t, members: map[int][]int{KioskGroupID: {}, GroupID: {}, SmartGroupID: {}}}
 	if err := json.Unmarshal(mobileDevicesJSON, &f.devices); err != nil {
 		t.Fatal(err)
 	}
@@ -122,56 +107,29 @@ func New(t testing.TB) *Jamf {
 		t.Fatal(err)
 	}
 	f.exclusions = *app.Scope.Exclusions.Groups
-	f.srv = httptest.NewTLSServer(f)
-	t.Cleanup(f.srv.Close)
+	f.Base = vendorfake.Start(t, f)
 	return f
-}
-
-// URL is the Jamf Pro server's URL.
-func (f *Jamf) URL() string { return f.srv.URL }
-
-// Server is the underlying TLS server.
-func (f *Jamf) Server() *httptest.Server { return f.srv }
-
-// Client returns an HTTP client that trusts the fake's certificate.
-func (f *Jamf) Client() *http.Client { return f.srv.Client() }
-
-// SetClock makes the fake read its time (command dates) from now.
-func (f *Jamf) SetClock(now func() time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = now
-}
-
-// SetNow fixes the fake's time at t.
-func (f *Jamf) SetNow(t time.Time) { f.SetClock(func() time.Time { return t }) }
-
-// Now is the fake's current time.
-func (f *Jamf) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now()
 }
 
 // Hold makes every API request wait until gate is closed; each held request is first announced
 // on arrived.
 func (f *Jamf) Hold(gate, arrived chan struct{}) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	f.gate, f.arrived = gate, arrived
 }
 
 // Peak is the most requests that were in flight at once.
 func (f *Jamf) Peak() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	return f.peak
 }
 
 // Exclusions lists the ids of the groups the app's scope excludes.
 func (f *Jamf) Exclusions() []int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	var out []int
 	for _, g := range f.exclusions {
 		out = append(out, g.ID)
@@ -181,29 +139,29 @@ func (f *Jamf) Exclusions() []int {
 
 // Members lists the device ids in a static group.
 func (f *Jamf) Members(group int) []int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	return slices.Clone(f.members[group])
 }
 
 // SetCommandStatus sets the status of the n-th MDM command sent (0-based).
 func (f *Jamf) SetCommandStatus(n int, status string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	f.commands[n]["status"] = status
 }
 
 // Commands counts the MDM commands sent.
 func (f *Jamf) Commands() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	return len(f.commands)
 }
 
 // HasApp reports whether the device's inventory lists the app.
 func (f *Jamf) HasApp(id string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	d := f.deviceBy("mobileDeviceId", id)
 	if d == nil {
 		return false
@@ -211,13 +169,6 @@ func (f *Jamf) HasApp(id string) bool {
 	return slices.ContainsFunc(d["applications"].([]any), func(a any) bool {
 		return a.(map[string]any)["identifier"] == BundleID
 	})
-}
-
-// Requests lists the requests received so far, oldest first.
-func (f *Jamf) Requests() []Request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.log)
 }
 
 func apiErr(w http.ResponseWriter, status int, code, desc string) {
@@ -246,30 +197,29 @@ func writeXML(w http.ResponseWriter, status int, s string) {
 }
 
 func (f *Jamf) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
+	f.Mu.Lock()
 	f.inflight++
 	f.peak = max(f.peak, f.inflight)
 	if f.inflight > 5 {
 		f.t.Errorf("%d requests in flight to one Jamf server", f.inflight)
 	}
 	gate, arrived := f.gate, f.arrived
-	f.mu.Unlock()
-	defer func() { f.mu.Lock(); f.inflight--; f.mu.Unlock() }()
+	f.Mu.Unlock()
+	defer func() { f.Mu.Lock(); f.inflight--; f.Mu.Unlock() }()
 	if gate != nil {
 		arrived <- struct{}{}
 		<-gate
 	}
 
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.log = append(f.log, Request{Method: r.Method, Path: r.URL.Path, At: f.now()})
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	f.Record(r)
 	if r.URL.Path == "/api/oauth/token" {
 		f.token(w, r)
 		return
 	}
 	classic := strings.HasPrefix(r.URL.Path, "/JSSResource/")
-	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !f.valid[tok] {
+	if !f.Bearer(r) {
 		if classic {
 			classicErr(w, http.StatusUnauthorized, "The request requires user authentication")
 		} else {
@@ -277,13 +227,8 @@ func (f *Jamf) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if len(f.failNext) > 0 {
-		fl := f.failNext[0]
-		f.failNext = f.failNext[1:]
-		for k, v := range fl.header {
-			w.Header()[k] = v
-		}
-		apiErr(w, fl.status, "INJECTED", "injected failure")
+	if status, ok := f.PopFailure(w); ok {
+		apiErr(w, status, "INJECTED", "injected failure")
 		return
 	}
 	if classic {
@@ -322,9 +267,7 @@ func (f *Jamf) token(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 401, map[string]string{"error": "invalid_client", "error_description": "Client authentication failed"})
 		return
 	}
-	f.issued++
-	tok := fmt.Sprintf("jamf-token-%d", f.issued)
-	f.valid[tok] = true
+	tok := f.IssueToken("jamf-token-")
 	writeJSON(w, 200, map[string]any{"access_token": tok, "scope": "api-role:2", "token_type": "Bearer", "expires_in": 299})
 }
 
@@ -415,9 +358,9 @@ func (f *Jamf) sendCommand(w http.ResponseWriter, r *http.Request) {
 	id := fmt.Sprintf("3f1e8c1a-0000-4000-8000-%012d", len(f.commands)+1)
 	f.commands = append(f.commands, map[string]any{
 		"uuid": id, "clientManagementId": d["managementId"], "clientType": "MOBILE_DEVICE",
-		"commandType": "ERASE_DEVICE", "status": "Pending", "dateSent": f.now().UTC().Format(time.RFC3339Nano),
+		"commandType": "ERASE_DEVICE", "status": "Pending", "dateSent": f.NowLocked().UTC().Format(time.RFC3339Nano),
 	})
-	f.actions[d["mobileDeviceId"].(string)]++
+	f.CountAction(d["mobileDeviceId"].(string))
 	writeJSON(w, 201, []map[string]string{{"id": id, "href": "/api/v2/mdm/commands/" + id}})
 }
 
@@ -508,7 +451,7 @@ func (f *Jamf) classic(w http.ResponseWriter, r *http.Request) {
 			}
 			if !slices.Contains(f.members[gid], a.ID) {
 				f.members[gid] = append(f.members[gid], a.ID)
-				f.actions[id]++
+				f.CountAction(id)
 			}
 		}
 		writeXML(w, 201, fmt.Sprintf("<mobile_device_group><id>%d</id></mobile_device_group>", gid))
@@ -517,35 +460,20 @@ func (f *Jamf) classic(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// mdmtest.Fake
-
-// FailNext makes the next API call (not a token request) answer status with header.
-
-func (f *Jamf) FailNext(status int, h http.Header) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failNext = append(f.failNext, failure{status, h})
-}
-
-// RevokeTokens invalidates every access token issued so far.
-func (f *Jamf) RevokeTokens() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	clear(f.valid)
-}
+// mdmtest.Fake (FailNext, RevokeTokens, Actions and TokenRequests come with the Base)
 
 // RemoveDevice makes Jamf forget a device.
 func (f *Jamf) RemoveDevice(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	f.devices = slices.DeleteFunc(f.devices, func(d map[string]any) bool { return d["mobileDeviceId"] == id })
 }
 
 // CompleteCommands acknowledges the device's commands and, if the device is in a group the
 // app's scope excludes, removes the app from its inventory.
 func (f *Jamf) CompleteCommands(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	d := f.deviceBy("mobileDeviceId", id)
 	if d == nil {
 		return
@@ -564,18 +492,4 @@ func (f *Jamf) CompleteCommands(id string) {
 			})
 		}
 	}
-}
-
-// Actions counts the erases and offboarding-group additions applied to a device.
-func (f *Jamf) Actions(target string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.actions[target]
-}
-
-// TokenRequests counts the access tokens issued.
-func (f *Jamf) TokenRequests() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.issued
 }

@@ -9,18 +9,15 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/offboard/offboard/mdm/mdmtest"
+	"github.com/offboard/offboard/mdm/mdmtest/vendorfake"
 )
 
 // The credentials and app the fake knows.
@@ -47,74 +44,47 @@ var devicesJSON []byte
 
 var _ mdmtest.Fake = (*WS1)(nil)
 
-// WS1 is the fake. Its zero value is not usable; call New.
+// WS1 is the fake. Its zero value is not usable; call New. Its URL is the API server's URL; the
+// token endpoint is URL()+"/connect/token". Actions counts the commands and uninstalls applied
+// to a device.
 type WS1 struct {
-	t   testing.TB
-	srv *httptest.Server
+	*vendorfake.Base
+	t testing.TB
 
-	mu        sync.Mutex
+	// The fields below are guarded by Base.Mu.
 	devices   []map[string]any
-	issued    int
-	valid     map[string]bool
-	failNext  []failure
-	actions   map[string]int
 	uninstall map[string]int
-	log       []Request
 }
 
 // Request is one request the fake received.
-type Request struct {
-	Method, Path, Query string
-	At                  time.Time
-}
+type Request = vendorfake.Request
 
-type failure struct {
-	status int
-	header http.Header
-}
-
-// New starts a fake on a TLS httptest server that stops when the test ends.
+// New starts a fake on a TLS httptest server that stops when the test ends. Its clock stands
+// two minutes after mdmtest.Occurred until SetClock or SetNow.
 func New(t testing.TB) *WS1 {
-	f := &WS1{t: t, valid: map[string]bool{}, actions: map[string]int{}, uninstall: map[string]int{}}
+	f := &WS1{t: t, uninstall: map[string]int{}}
 	if err := json.Unmarshal(devicesJSON, &f.devices); err != nil {
 		t.Fatal(err)
 	}
-	f.srv = httptest.NewTLSServer(f)
-	t.Cleanup(f.srv.Close)
+	f.Base = vendorfake.Start(t, f)
 	return f
 }
 
-// URL is the API server's URL; the token endpoint is URL()+"/connect/token".
-func (f *WS1) URL() string { return f.srv.URL }
-
-// Server is the underlying TLS server.
-func (f *WS1) Server() *httptest.Server { return f.srv }
-
-// Client returns an HTTP client that trusts the fake's certificate.
-func (f *WS1) Client() *http.Client { return f.srv.Client() }
-
 // Uninstalls counts the app uninstalls sent for a device.
 func (f *WS1) Uninstalls(id string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	return f.uninstall[id]
 }
 
 // EnrollmentStatus is a device's EnrollmentStatus ("" for an unknown device).
 func (f *WS1) EnrollmentStatus(id string) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	if d := f.device(id); d != nil {
 		return d["EnrollmentStatus"].(string)
 	}
 	return ""
-}
-
-// Requests lists the requests received so far, oldest first.
-func (f *WS1) Requests() []Request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.log)
 }
 
 func ws1Err(w http.ResponseWriter, status, code int, msg string) {
@@ -129,9 +99,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 func (f *WS1) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.log = append(f.log, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, At: time.Now()})
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	f.Record(r)
 	if r.URL.Path == "/connect/token" {
 		f.token(w, r)
 		return
@@ -148,13 +118,8 @@ func (f *WS1) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws1Err(w, http.StatusNotAcceptable, 1001, "Accept must name the API version")
 		return
 	}
-	if len(f.failNext) > 0 {
-		fl := f.failNext[0]
-		f.failNext = f.failNext[1:]
-		for k, v := range fl.header {
-			w.Header()[k] = v
-		}
-		ws1Err(w, fl.status, 9999, "injected failure")
+	if status, ok := f.PopFailure(w); ok {
+		ws1Err(w, status, 9999, "injected failure")
 		return
 	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/API/"), "/")
@@ -183,8 +148,8 @@ func (f *WS1) authorized(r *http.Request) bool {
 		return false
 	}
 	auth := r.Header.Get("Authorization")
-	if tok, ok := strings.CutPrefix(auth, "Bearer "); ok {
-		return f.valid[tok]
+	if strings.HasPrefix(auth, "Bearer ") {
+		return f.Bearer(r)
 	}
 	if b, ok := strings.CutPrefix(auth, "Basic "); ok {
 		raw, _ := base64.StdEncoding.DecodeString(b)
@@ -210,9 +175,7 @@ func (f *WS1) token(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"error":"invalid_client"}`)
 		return
 	}
-	f.issued++
-	tok := fmt.Sprintf("ws1-access-%d", f.issued)
-	f.valid[tok] = true
+	tok := f.IssueToken("ws1-access-")
 	writeJSON(w, map[string]any{"access_token": tok, "expires_in": 3600, "token_type": "Bearer", "scope": "api"})
 }
 
@@ -266,7 +229,7 @@ func (f *WS1) command(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	d["EnrollmentStatus"] = pending
-	f.actions[id]++
+	f.CountAction(id)
 	w.WriteHeader(http.StatusAccepted)
 }
 
@@ -289,32 +252,17 @@ func (f *WS1) uninstallApp(w http.ResponseWriter, r *http.Request) {
 		ws1Err(w, 404, 404, "Device not found")
 		return
 	}
-	f.actions[id]++
+	f.CountAction(id)
 	f.uninstall[id]++
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// mdmtest.Fake
-
-// FailNext makes the next API call (not a token request) answer status with header.
-
-func (f *WS1) FailNext(status int, h http.Header) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failNext = append(f.failNext, failure{status, h})
-}
-
-// RevokeTokens invalidates every access token issued so far.
-func (f *WS1) RevokeTokens() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	clear(f.valid)
-}
+// mdmtest.Fake (FailNext, RevokeTokens, Actions and TokenRequests come with the Base)
 
 // RemoveDevice makes Workspace ONE forget a device.
 func (f *WS1) RemoveDevice(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	f.devices = slices.DeleteFunc(f.devices, func(d map[string]any) bool {
 		return strconv.Itoa(int(d["Id"].(map[string]any)["Value"].(float64))) == id
 	})
@@ -322,23 +270,9 @@ func (f *WS1) RemoveDevice(id string) {
 
 // CompleteCommands carries out a pending wipe: the device is unenrolled.
 func (f *WS1) CompleteCommands(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	if d := f.device(id); d != nil && strings.HasSuffix(d["EnrollmentStatus"].(string), "Pending") {
 		d["EnrollmentStatus"] = "Unenrolled"
 	}
-}
-
-// Actions counts the commands and uninstalls applied to a device.
-func (f *WS1) Actions(target string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.actions[target]
-}
-
-// TokenRequests counts the access tokens issued.
-func (f *WS1) TokenRequests() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.issued
 }
