@@ -185,6 +185,10 @@ func (g *groups) Replace(r *http.Request, _ string, attrs scim.ResourceAttribute
 // group's members are not read) unless attributes or excludedAttributes ask for the group.
 func (g *groups) Patch(r *http.Request, _ string, ops []scim.PatchOperation) (scim.Resource, error) {
 	rq := requestFrom(r.Context())
+	ops, err := rq.restoreValueFilters(ops)
+	if err != nil {
+		return rq.failed(err)
+	}
 	ctx := r.Context()
 	check := ifMatchHeader(r)
 	grp, err := g.store().UpdateGroup(ctx, rq.p.Tenant, rq.id, func(grp *identity.Group) (identity.MemberChange, bool, error) {

@@ -296,6 +296,9 @@ type patchOp struct {
 	Op    string `json:"op"`
 	Path  string `json:"path,omitempty"`
 	Value any    `json:"value,omitempty"`
+	// filter is the path's value filter when the library cannot parse it (see
+	// libraryValueFilter): Path then carries a placeholder filter the library can.
+	filter filter.Expression
 }
 
 // normalizePatch rewrites a PATCH body for resource schema rs. It returns the operations to
@@ -371,6 +374,16 @@ func normalizePatch(body map[string]any, rs *resourceSchema) ([]patchOp, error) 
 		if isReadOnly(r.target()) || isReadOnly(r.attr) {
 			return nil, normError(scimerrors.ScimTypeMutability, r.path()+" is read-only.")
 		}
+		if r.filtered {
+			placeholder, f, err := libraryValueFilter(r, canonicalPath)
+			if err != nil {
+				return nil, err
+			}
+			if f != nil {
+				op.Path, op.filter = placeholder, f
+				canonicalPath = placeholder
+			}
+		}
 		if !hasValue || op.Op == "remove" && op.Value == nil {
 			op.Value = nil
 			out = append(out, op)
@@ -384,7 +397,7 @@ func normalizePatch(body map[string]any, rs *resourceSchema) ([]patchOp, error) 
 			if op.Op == "remove" {
 				continue // a value list naming nothing removes nothing (not everything)
 			} else {
-				op = patchOp{Op: "remove", Path: canonicalPath} // null or "": unassign
+				op = patchOp{Op: "remove", Path: canonicalPath, filter: op.filter} // null or "": unassign
 			}
 		} else {
 			op.Value = nv
@@ -415,7 +428,8 @@ func normalizePathValue(r pathTarget, op patchOp) (any, bool, error) {
 // pathTarget is a PATCH path resolved against the schema.
 type pathTarget struct {
 	resolved
-	filtered bool // the path has a value filter: attr[...]
+	filtered   bool   // the path has a value filter: attr[...]
+	filterText string // the value filter as sent, without the brackets
 }
 
 // resolvePath resolves a PATCH path and rewrites its attribute part to the canonical spelling
@@ -459,6 +473,9 @@ func (s *resourceSchema) resolvePath(p string) (pathTarget, string, bool) {
 		return pathTarget{}, "", false
 	}
 	t := pathTarget{resolved: r, filtered: filterPart != ""}
+	if t.filtered {
+		t.filterText = filterPart[1 : len(filterPart)-1]
+	}
 	if !t.filtered {
 		return t, r.path(), true
 	}

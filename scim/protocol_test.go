@@ -258,3 +258,61 @@ func TestEveryServedAttributeIsFilterable(t *testing.T) {
 		r.must(200, "GET", "/Groups?filter="+url.QueryEscape(p+" pr"), nil)
 	}
 }
+
+// TestPatchValueFiltersBeyondTheLibrarysGrammar: RFC 7644 §3.5.2 allows any valFilter in a
+// PATCH path; the library's path parser takes one and/or and no parentheses. These paths are
+// read by our own filter parser (valuefilter.go) and must act exactly as a list filter would.
+func TestPatchValueFiltersBeyondTheLibrarysGrammar(t *testing.T) {
+	base := newRig(t)
+	emails := []any{
+		map[string]any{"type": "work", "value": "w1@corp.example", "primary": true},
+		map[string]any{"type": "work", "value": "w2@other.example"},
+		map[string]any{"type": "home", "value": `h\o"me@x.example`},
+		map[string]any{"type": "other", "value": "o@x.example"},
+	}
+	values := func(r *rig, id string) []string {
+		var out []string
+		for _, e := range asList(userAt(t, r, id)["emails"]) {
+			out = append(out, str(get(e, "type"))+"="+str(get(e, "value")))
+		}
+		return out
+	}
+	t.Run("three terms joined by and select one element", func(t *testing.T) {
+		r := base.forTenant(t)
+		id := r.createUser("and3@x", map[string]any{"emails": emails})
+		r.must(200, "PATCH", "/Users/"+id, patch(op("replace", `emails[type eq "work" and primary eq true and value co "@corp."].value`, "new@corp.example")))
+		if got := strings.Join(values(r, id), " "); got != `work=new@corp.example work=w2@other.example home=h\o"me@x.example other=o@x.example` {
+			t.Fatalf("emails %s", got)
+		}
+	})
+	t.Run("parentheses, or chains and escaped strings", func(t *testing.T) {
+		r := base.forTenant(t)
+		id := r.createUser("paren@x", map[string]any{"emails": emails})
+		r.must(200, "PATCH", "/Users/"+id, patch(op("remove", `emails[(type eq "home" and value eq "h\\o\"me@x.example") or (type eq "other")]`, nil)))
+		if got := strings.Join(values(r, id), " "); got != "work=w1@corp.example work=w2@other.example" {
+			t.Fatalf("emails %s", got)
+		}
+		r.must(200, "PATCH", "/Users/"+id, patch(op("remove", `emails[not (value ew "@corp.example") and type eq "work"]`, nil)))
+		if got := strings.Join(values(r, id), " "); got != "work=w1@corp.example" {
+			t.Fatalf("emails %s", got)
+		}
+	})
+	t.Run("members removed by an or chain of values, others kept", func(t *testing.T) {
+		r := base.forTenant(t)
+		a, b, c, d := r.createUser("a@x"), r.createUser("b@x"), r.createUser("c@x"), r.createUser("d@x")
+		g := r.createGroup("Chain", a, b, c, d)
+		r.must(204, "PATCH", "/Groups/"+g, patch(op("remove", `members[value eq "`+a+`" or value eq "`+c+`" or value eq "`+d+`"]`, nil)))
+		if got := r.memberIDs(g); len(got) != 1 || got[0] != b {
+			t.Fatalf("members %v, want only %s", got, b)
+		}
+	})
+	t.Run("an unknown sub-attribute or a nested value path is invalidFilter", func(t *testing.T) {
+		r := base.forTenant(t)
+		id := r.createUser("bad@x", map[string]any{"emails": emails})
+		isError(t, r.do("PATCH", "/Users/"+id, patch(op("remove", `emails[type eq "work" and colour eq "red" and value pr]`, nil))), 400, "invalidFilter")
+		isError(t, r.do("PATCH", "/Users/"+id, patch(op("remove", `emails[type eq "work" and (emails[value pr])]`, nil))), 400, "")
+		if n := len(values(r, id)); n != 4 {
+			t.Fatalf("a refused PATCH changed the user: %d emails", n)
+		}
+	})
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
+	"github.com/scim2/filter-parser/v2"
 
 	"github.com/offboard/offboard/internal/bodylimit"
 )
@@ -125,6 +126,9 @@ type request struct {
 	result map[string]any       // the rendered resource of a successful write
 	status int
 	err    error
+	// valueFilters holds, by operation index, the value filters the library was handed a
+	// placeholder for (valuefilter.go); nil when there are none.
+	valueFilters []filter.Expression
 }
 
 type requestKey struct{}
@@ -403,6 +407,14 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, rq *request, kin
 			// Every operation only touched ignored attributes: nothing to validate or apply.
 			rq.patchDirect(w, r, kind)
 			return
+		}
+		for i, op := range ops {
+			if op.filter != nil {
+				if rq.valueFilters == nil {
+					rq.valueFilters = make([]filter.Expression, len(ops))
+				}
+				rq.valueFilters[i] = op.filter
+			}
 		}
 		canonical = canonicalJSON(map[string]any{"schemas": []string{PatchOpSchema}, "Operations": ops})
 	} else {

@@ -193,6 +193,10 @@ func (u *users) Replace(r *http.Request, _ string, attrs scim.ResourceAttributes
 // Patch applies PATCH operations (all or nothing) and answers 200 with the user.
 func (u *users) Patch(r *http.Request, _ string, ops []scim.PatchOperation) (scim.Resource, error) {
 	rq := requestFrom(r.Context())
+	ops, err := rq.restoreValueFilters(ops)
+	if err != nil {
+		return rq.failed(err)
+	}
 	e, err := u.update(r, rq, func(e *identity.Employee) (bool, error) { return patchUser(e, ops) })
 	if err != nil {
 		return rq.failed(err)
