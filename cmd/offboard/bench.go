@@ -27,7 +27,8 @@ const benchUsage = `Usage:
   offboard bench storm [flags]   provision users, then deactivate them all; time lock-out, revocation, webhook
 
 Run the server with --trusted-proxies 127.0.0.1/32 (the bench gives each simulated messenger app
-its own X-Forwarded-For address) and, for rates above the default limits, --token-rate/--ip-rate.
+its own X-Forwarded-For address), for the storm's receiver on 127.0.0.1 --egress-allow 127.0.0.1/32,
+and, for rates above the default limits, --token-rate/--ip-rate.
 See BENCHMARKS.md.
 `
 

@@ -154,12 +154,14 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-// serveEnv is the environment every test server runs with.
+// serveEnv is the environment every test server runs with. The webhook receivers listen on
+// 127.0.0.1, which the default egress policy refuses: loopback is allowed.
 func serveEnv(key string) []string {
 	return []string{
 		"OFFBOARD_ADMIN_TOKEN=" + faultAdminToken,
 		"OFFBOARD_SECRET_KEY=" + key,
 		"OFFBOARD_LOG_LEVEL=warn",
+		"OFFBOARD_EGRESS_ALLOW=127.0.0.0/8",
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/offboard/offboard/identity/lifecycle"
 	"github.com/offboard/offboard/internal/connectors"
 	"github.com/offboard/offboard/internal/connectors/builtin"
+	"github.com/offboard/offboard/internal/egress"
 	"github.com/offboard/offboard/internal/embedded"
 	"github.com/offboard/offboard/internal/mongostore"
 	"github.com/offboard/offboard/internal/oidcauth"
@@ -48,7 +49,7 @@ type serveConfig struct {
 	adminToken                                                           string
 	allowInsecureIssuer                                                  bool
 	maxBody                                                              int64
-	trustedProxies                                                       string
+	trustedProxies, egressAllow, egressDeny                              string
 	workers                                                              int
 	pprof, embeddedSync                                                  string
 	tokenRate, ipRate                                                    float64
@@ -66,9 +67,11 @@ func serveFlags(args []string) (*serveConfig, error) {
 	fs.StringVar(&c.publicURL, "public-url", env("OFFBOARD_PUBLIC_URL", ""), "externally visible base URL (OFFBOARD_PUBLIC_URL; default http://<listen>)")
 	fs.StringVar(&c.secretKeyFile, "secret-key-file", env("OFFBOARD_SECRET_KEY_FILE", ""), "key file for connector secrets (OFFBOARD_SECRET_KEY_FILE; default <data>/secret.key; OFFBOARD_SECRET_KEY wins)")
 	fs.StringVar(&c.logLevel, "log-level", env("OFFBOARD_LOG_LEVEL", "info"), "debug, info, warn or error (OFFBOARD_LOG_LEVEL)")
-	fs.BoolVar(&c.allowInsecureIssuer, "allow-insecure-issuer", env("OFFBOARD_ALLOW_INSECURE_ISSUER", "") == "1", "accept http://127.0.0.1 OIDC issuers, for development (OFFBOARD_ALLOW_INSECURE_ISSUER=1)")
+	fs.BoolVar(&c.allowInsecureIssuer, "allow-insecure-issuer", env("OFFBOARD_ALLOW_INSECURE_ISSUER", "") == "1", "accept http://127.0.0.1 OIDC issuers and allow loopback egress, for development (OFFBOARD_ALLOW_INSECURE_ISSUER=1)")
 	fs.Int64Var(&c.maxBody, "max-body", envInt("OFFBOARD_MAX_BODY", 1<<20), "request body limit in bytes (OFFBOARD_MAX_BODY)")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", env("OFFBOARD_TRUSTED_PROXIES", ""), "CIDRs of proxies whose X-Forwarded-For is trusted (OFFBOARD_TRUSTED_PROXIES)")
+	fs.StringVar(&c.egressAllow, "egress-allow", env("OFFBOARD_EGRESS_ALLOW", ""), "comma-separated CIDRs outbound requests may reach although denied by default, e.g. 127.0.0.1/32 for a local webhook receiver (OFFBOARD_EGRESS_ALLOW)")
+	fs.StringVar(&c.egressDeny, "egress-deny", env("OFFBOARD_EGRESS_DENY", ""), "comma-separated CIDRs outbound requests must not reach, e.g. 10.0.0.0/8 (OFFBOARD_EGRESS_DENY)")
 	fs.IntVar(&c.workers, "workers", int(envInt("OFFBOARD_WORKERS", lifecycle.DefaultWorkers)), "employees processed concurrently by the job runner (OFFBOARD_WORKERS)")
 	fs.Float64Var(&c.tokenRate, "token-rate", envFloat("OFFBOARD_TOKEN_RATE", 0), "requests per second per credential, burst twice that (OFFBOARD_TOKEN_RATE; default 50)")
 	fs.Float64Var(&c.ipRate, "ip-rate", envFloat("OFFBOARD_IP_RATE", 0), "requests per second per client address, burst twice that (OFFBOARD_IP_RATE; default 200)")
@@ -157,6 +160,11 @@ func serve(args []string) error {
 		return err
 	}
 	log := newLogger(c.logLevel)
+	policy, err := egressPolicy(c)
+	if err != nil {
+		return err
+	}
+	log.Info("egress policy", "policy", policy)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// A soft heap limit keeps the resident size bounded through scans of large collections
 		// on the embedded store (which decode every document); GOMEMLIMIT overrides it.
@@ -199,7 +207,9 @@ func serve(args []string) error {
 		Help: "External job attempts by action and resulting state."}, []string{"action", "state"})
 	reg.MustRegister(jobs, c.dbCommands)
 
-	httpClient := &http.Client{Timeout: 25 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// Every request made on a tenant's behalf (connectors, OIDC discovery and keys) goes through
+	// the egress policy and never follows a redirect.
+	httpClient := policy.Client(25 * time.Second)
 	conns := connectors.New(store, keys, builtin.Kinds(), httpClient, log)
 	host, _ := os.Hostname()
 	svc := lifecycle.NewService(store, conns, lifecycle.WithLogger(log), lifecycle.WithOwner(host+"-"+lifecycle.NewID()[:8]),
@@ -314,6 +324,23 @@ func secretKeys(c *serveConfig, log *slog.Logger, create bool) (*secretbox.Keyri
 		log.Warn("generated a new secret key for connector secrets; back it up with the database", "path", keyFile)
 	}
 	return keys, nil
+}
+
+// egressPolicy builds the policy for outbound requests from --egress-allow and --egress-deny.
+// --allow-insecure-issuer (development) also allows loopback: a loopback issuer is its point.
+func egressPolicy(c *serveConfig) (*egress.Policy, error) {
+	allow, err := egress.ParseCIDRs(c.egressAllow)
+	if err != nil {
+		return nil, fmt.Errorf("--egress-allow (OFFBOARD_EGRESS_ALLOW): %w", err)
+	}
+	deny, err := egress.ParseCIDRs(c.egressDeny)
+	if err != nil {
+		return nil, fmt.Errorf("--egress-deny (OFFBOARD_EGRESS_DENY): %w", err)
+	}
+	if c.allowInsecureIssuer {
+		allow = append(allow, egress.Loopback()...)
+	}
+	return egress.New(allow, deny), nil
 }
 
 func insecureIssuer(allow bool) oidcauth.Option {

@@ -95,7 +95,8 @@ type env struct {
 func (e *env) start() {
 	e.t.Helper()
 	cmd := exec.Command(e.bin, "serve", "--listen", e.listen, "--data", e.data, "--log-level", "warn", "--workers", "32")
-	cmd.Env = append(os.Environ(), "OFFBOARD_ADMIN_TOKEN="+adminToken)
+	// The webhook receiver listens on 127.0.0.1, which the default egress policy refuses.
+	cmd.Env = append(os.Environ(), "OFFBOARD_ADMIN_TOKEN="+adminToken, "OFFBOARD_EGRESS_ALLOW=127.0.0.0/8")
 	log := &bytes.Buffer{}
 	lw := &lockedWriter{w: log}
 	cmd.Stdout, cmd.Stderr = lw, lw
