@@ -75,7 +75,7 @@ func entraCycle(t *testing.T, base *rig) {
 
 			// Attribute changes: several operations, a manager, a work email.
 			manager := r.createUser("boss@contoso.com")
-			r.must(200, "PATCH", q("/Users/"+id), patch(
+			r.must(204, "PATCH", q("/Users/"+id), patch(
 				op(mode.cap("replace"), "displayName", "Joy Y."),
 				op(mode.cap("replace"), `emails[type eq "work"].value`, "joy.young@contoso.com"),
 				op(mode.cap("replace"), "name.givenName", "Joyce"),
@@ -103,7 +103,7 @@ func entraCycle(t *testing.T, base *rig) {
 			expectValue(t, r.must(200, "GET", q("/Groups/"+g, "excludedAttributes", "members"), nil).body, "displayName", "Sales EMEA")
 
 			// Leaver: disable (the user stays visible), then delete.
-			r.must(200, "PATCH", q("/Users/"+id), patch(op(mode.cap("replace"), "active", mode.falseValue)))
+			r.must(204, "PATCH", q("/Users/"+id), patch(op(mode.cap("replace"), "active", mode.falseValue)))
 			expectValue(t, r.must(200, "GET", q("/Users", "filter", `userName eq "joy@contoso.com"`), nil).body, "Resources.0.active", false)
 			r.must(204, "DELETE", q("/Users/"+id), nil)
 			isError(t, r.do("GET", q("/Users/"+id), nil), 404, "")
@@ -139,9 +139,9 @@ func oktaCycle(t *testing.T, r *rig) {
 	expectValue(t, put.body, "active", true)
 
 	// Deactivate and reactivate with path-less values.
-	r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"active": false})), okta...)
+	r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"active": false})), okta...)
 	expectValue(t, userAt(t, r, id), "active", false)
-	r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"active": true})), okta...)
+	r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"active": true})), okta...)
 	expectValue(t, userAt(t, r, id), "active", true)
 
 	// Group push: lookup, create, rename with the id in the value, membership changes.
@@ -179,7 +179,7 @@ func oktaCycle(t *testing.T, r *rig) {
 	}
 
 	// Unassign: Okta deactivates users (never deletes them) and deletes pushed groups.
-	r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"active": false})), okta...)
+	r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"active": false})), okta...)
 	r.must(204, "DELETE", "/Groups/"+g, nil, okta...)
 	if groups := asList(userAt(t, r, other)["groups"]); len(groups) != 0 {
 		t.Fatalf("member of a deleted group still lists it: %v", groups)

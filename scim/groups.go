@@ -209,7 +209,7 @@ func (g *groups) Patch(r *http.Request, _ string, ops []scim.PatchOperation) (sc
 		return rq.failed(err)
 	}
 	if rq.proj.empty() {
-		rq.status = http.StatusNoContent
+		rq.status, rq.version = http.StatusNoContent, grp.Version
 		return scim.Resource{}, nil
 	}
 	w, err := g.wire(ctx, rq, grp)

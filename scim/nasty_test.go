@@ -83,7 +83,7 @@ func TestNastyInputs(t *testing.T) {
 		// 3 (lenient): PATCH op names in any case (Entra sends Add/Replace/Remove).
 		{"03 PATCH op names match in any letter case", func(t *testing.T, r *rig) {
 			id := r.createUser("ops@x")
-			r.must(200, "PATCH", "/Users/"+id, patch(op("Add", "nickName", "N"), op("REPLACE", "title", "T"), op("Remove", "nickName", nil)))
+			r.must(204, "PATCH", "/Users/"+id, patch(op("Add", "nickName", "N"), op("REPLACE", "title", "T"), op("Remove", "nickName", nil)))
 			u := userAt(t, r, id)
 			if u["nickName"] != nil || u["title"] != "T" {
 				t.Fatalf("got %v", u)
@@ -107,7 +107,7 @@ func TestNastyInputs(t *testing.T) {
 		// 6 (RFC §3.10): fully qualified names in PATCH paths, filters and attributes=.
 		{"06 URN-qualified attribute paths work in PATCH, filters and attributes", func(t *testing.T, r *rig) {
 			id := r.createUser("urn@x")
-			r.must(200, "PATCH", "/Users/"+id, patch(
+			r.must(204, "PATCH", "/Users/"+id, patch(
 				op("replace", scim.UserSchema+":name.givenName", "Uri"),
 				op("add", enterpriseURN+":employeeNumber", "42")))
 			if n := r.total(enterpriseURN + `:employeeNumber eq "42" and ` + scim.UserSchema + `:name.givenName eq "uri"`); n != 1 {
@@ -139,7 +139,7 @@ func TestNastyInputs(t *testing.T) {
 			expectValue(t, resp.body, "active", true)
 			expectValue(t, resp.body, "roles.0.primary", true)
 			id := str(resp.body["id"])
-			r.must(200, "PATCH", "/Users/"+id, patch(op("Replace", "active", "False")))
+			r.must(204, "PATCH", "/Users/"+id, patch(op("Replace", "active", "False")))
 			expectValue(t, userAt(t, r, id), "active", false)
 		}},
 		// 9 (RFC 7643 §2.5): null and "" mean unassigned; nothing is returned as null or "".
@@ -152,7 +152,7 @@ func TestNastyInputs(t *testing.T) {
 				}
 			}
 			id := str(resp.body["id"])
-			r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "displayName", ""), map[string]any{"op": "replace", "path": "locale", "value": nil}))
+			r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "displayName", ""), map[string]any{"op": "replace", "path": "locale", "value": nil}))
 			u := userAt(t, r, id)
 			if _, ok := u["displayName"]; ok {
 				t.Fatalf("displayName kept: %v", u)
@@ -160,7 +160,7 @@ func TestNastyInputs(t *testing.T) {
 			if _, ok := u["locale"]; ok {
 				t.Fatalf("locale kept: %v", u)
 			}
-			r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"title": nil, "nickName": "Nick"})))
+			r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"title": nil, "nickName": "Nick"})))
 			expectValue(t, userAt(t, r, id), "nickName", "Nick")
 		}},
 		// 10 (lenient): manager as string, object or one-element array is stored as {"value":
@@ -168,11 +168,11 @@ func TestNastyInputs(t *testing.T) {
 		{"10 every manager shape is stored as {value: id}", func(t *testing.T, r *rig) {
 			id := r.createUser("managed@x")
 			for _, v := range []any{"m1", map[string]any{"value": "m1"}, []any{map[string]any{"$ref": "https://x/Users/m1", "value": "m1"}}} {
-				r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "manager", v)))
+				r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "manager", v)))
 				if m := get(userAt(t, r, id), enterpriseURN+".manager"); !equalJSON(m, map[string]any{"value": "m1"}) {
 					t.Fatalf("manager %v from %v", m, v)
 				}
-				r.must(200, "PATCH", "/Users/"+id, patch(op("replace", enterpriseURN+":manager", map[string]any{"value": ""})))
+				r.must(204, "PATCH", "/Users/"+id, patch(op("replace", enterpriseURN+":manager", map[string]any{"value": ""})))
 				if m := get(userAt(t, r, id), enterpriseURN+".manager"); m != nil {
 					t.Fatalf("manager not cleared: %v", m)
 				}
@@ -216,7 +216,7 @@ func TestNastyInputs(t *testing.T) {
 		{"13 unknown attributes are ignored, unknown PATCH paths are refused", func(t *testing.T, r *rig) {
 			id := str(r.must(201, "POST", "/Users", map[string]any{"schemas": []string{scim.UserSchema}, "userName": "unk@x", "adreses": "x"}).body["id"])
 			r.must(200, "PUT", "/Users/"+id, map[string]any{"schemas": []string{scim.UserSchema}, "userName": "unk@x", "adreses": "x"})
-			r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"adreses": "x", "title": "T"})))
+			r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"adreses": "x", "title": "T"})))
 			expectValue(t, userAt(t, r, id), "title", "T")
 			isError(t, r.do("PATCH", "/Users/"+id, patch(op("replace", "adreses", "x"))), 400, "invalidPath")
 		}},
@@ -433,7 +433,7 @@ func TestNastyInputs(t *testing.T) {
 		// 30 (RFC + lenient Entra form): path-less values; dotted and URN keys are paths.
 		{"30 path-less PATCH values with dotted and URN keys", func(t *testing.T, r *rig) {
 			id := r.createUser("pl@x", map[string]any{"name": map[string]any{"familyName": "F"}})
-			r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"name.givenName": "x", enterpriseURN + ":employeeNumber": "y", "active": false})))
+			r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"name.givenName": "x", enterpriseURN + ":employeeNumber": "y", "active": false})))
 			u := userAt(t, r, id)
 			expectValue(t, u, "name.givenName", "x")
 			expectValue(t, u, "name.familyName", "F")
@@ -443,7 +443,7 @@ func TestNastyInputs(t *testing.T) {
 		// 31 (lenient, Entra): replace of attr[filter].sub with no match adds the element.
 		{"31 replace of a missing filtered element adds it", func(t *testing.T, r *rig) {
 			id := r.createUser("r31@x", map[string]any{"emails": []any{map[string]any{"type": "home", "value": "h@x"}}})
-			r.must(200, "PATCH", "/Users/"+id, patch(op("replace", `emails[type eq "work"].value`, "w@x")))
+			r.must(204, "PATCH", "/Users/"+id, patch(op("replace", `emails[type eq "work"].value`, "w@x")))
 			u := userAt(t, r, id)
 			if len(asList(u["emails"])) != 2 || get(u, "emails.1.type") != "work" || get(u, "emails.1.value") != "w@x" {
 				t.Fatalf("emails %v", u["emails"])
@@ -453,7 +453,7 @@ func TestNastyInputs(t *testing.T) {
 		// 32 (lenient): add of attr[filter].sub on an empty list creates the element.
 		{"32 add of a filtered sub-attribute on an empty list creates the element", func(t *testing.T, r *rig) {
 			id := r.createUser("a32@x")
-			r.must(200, "PATCH", "/Users/"+id, patch(op("add", `emails[type eq "home"].value`, "home@x")))
+			r.must(204, "PATCH", "/Users/"+id, patch(op("add", `emails[type eq "home"].value`, "home@x")))
 			if u := userAt(t, r, id); !equalJSON(u["emails"], []any{map[string]any{"type": "home", "value": "home@x"}}) {
 				t.Fatalf("emails %v", u["emails"])
 			}
@@ -462,7 +462,7 @@ func TestNastyInputs(t *testing.T) {
 		// without a value removes all; Entra's remove with a value list removes those only.
 		{"33 remove by filter, remove all, and remove a listed value", func(t *testing.T, r *rig) {
 			id := r.createUser("r33@x", map[string]any{"emails": []any{map[string]any{"type": "work", "value": "w@x"}, map[string]any{"type": "home", "value": "h@x"}}})
-			r.must(200, "PATCH", "/Users/"+id, patch(op("remove", `emails[type eq "work"]`, nil)))
+			r.must(204, "PATCH", "/Users/"+id, patch(op("remove", `emails[type eq "work"]`, nil)))
 			if u := userAt(t, r, id); len(asList(u["emails"])) != 1 || get(u, "emails.0.type") != "home" {
 				t.Fatalf("emails %v", u["emails"])
 			}
@@ -516,15 +516,27 @@ func TestNastyInputs(t *testing.T) {
 			isError(t, r.do("PATCH", "/Users/"+id, patch(op("replace", "title", "After"), op("replace", `emails[type sw "x"].value`, "v"))), 400, "noTarget")
 			expectValue(t, userAt(t, r, id), "title", "Before")
 		}},
-		// 38 (decided): PATCH answers 200 with the user for users (Entra documents 200) and
-		// 204 for groups (Entra documents 204; the members are not read), 200 with the group
-		// when attributes/excludedAttributes ask for it.
-		{"38 PATCH answers 200 for users and 204 for groups", func(t *testing.T, r *rig) {
+		// 38 (decided): PATCH answers 204 with the new ETag for users and groups: the one answer
+		// Entra (documents 200 for users, 204 for groups), Okta (either) and the MS collection
+		// (asserts 204) all accept. With attributes/excludedAttributes the RFC's 200 with the
+		// resource, projected.
+		{"38 PATCH answers 204 with the ETag, or 200 when attributes ask for the resource", func(t *testing.T, r *rig) {
 			id := r.createUser("r38@x")
-			expectValue(t, r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "title", "T"))).body, "title", "T")
+			resp := r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "title", "T")))
+			if len(resp.raw) != 0 || resp.header.Get("ETag") != r.must(200, "GET", "/Users/"+id, nil).header.Get("ETag") {
+				t.Fatalf("204 with body %q, ETag %q", resp.raw, resp.header.Get("ETag"))
+			}
+			withUser := r.must(200, "PATCH", "/Users/"+id+"?attributes=title", patch(op("replace", "title", "U")))
+			expectValue(t, withUser.body, "title", "U")
+			if _, ok := withUser.body["userName"]; ok {
+				t.Fatalf("attributes=title returned userName: %v", withUser.body)
+			}
 			g := r.createGroup("G38")
-			r.must(204, "PATCH", "/Groups/"+g, patch(op("replace", "displayName", "H38")))
-			resp := r.must(200, "PATCH", "/Groups/"+g+"?excludedAttributes=members", patch(op("replace", "displayName", "I38")))
+			gresp := r.must(204, "PATCH", "/Groups/"+g, patch(op("replace", "displayName", "H38")))
+			if gresp.header.Get("ETag") != r.must(200, "GET", "/Groups/"+g, nil).header.Get("ETag") {
+				t.Fatalf("group PATCH ETag %q", gresp.header.Get("ETag"))
+			}
+			resp = r.must(200, "PATCH", "/Groups/"+g+"?excludedAttributes=members", patch(op("replace", "displayName", "I38")))
 			expectValue(t, resp.body, "displayName", "I38")
 		}},
 
@@ -533,12 +545,12 @@ func TestNastyInputs(t *testing.T) {
 		// 39 (Entra): inactive users stay visible to GET and filters; active=true reactivates.
 		{"39 deactivated users are still returned", func(t *testing.T, r *rig) {
 			id := r.createUser("soft@x")
-			r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"active": false})))
+			r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "", map[string]any{"active": false})))
 			expectValue(t, userAt(t, r, id), "active", false)
 			if n := r.total(`userName eq "soft@x" and active eq false`); n != 1 {
 				t.Fatalf("%d", n)
 			}
-			r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "active", true)))
+			r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "active", true)))
 			expectValue(t, userAt(t, r, id), "active", true)
 		}},
 		// 40 (RFC): DELETE is 204, then 404 for DELETE and GET; the name is free again.

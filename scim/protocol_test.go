@@ -17,11 +17,11 @@ func TestVersionsAndPreconditions(t *testing.T) {
 		r := base.forTenant(t)
 		id := r.createUser("etag@x")
 		first := r.must(200, "GET", "/Users/"+id, nil)
-		same := r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "userName", "etag@x")))
+		same := r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "userName", "etag@x")))
 		if same.header.Get("ETag") != first.header.Get("ETag") {
 			t.Fatal("a PATCH that changed nothing changed the version")
 		}
-		changed := r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "title", "T")))
+		changed := r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "title", "T")))
 		if changed.header.Get("ETag") == first.header.Get("ETag") || !strings.HasPrefix(changed.header.Get("ETag"), `W/"`) {
 			t.Fatalf("ETag %q after a change, %q before", changed.header.Get("ETag"), first.header.Get("ETag"))
 		}
@@ -32,7 +32,7 @@ func TestVersionsAndPreconditions(t *testing.T) {
 		tag := r.must(200, "GET", "/Users/"+id, nil).header.Get("ETag")
 		r.must(http.StatusNotModified, "GET", "/Users/"+id, nil, "If-None-Match", tag)
 		r.must(http.StatusNotModified, "GET", "/Users/"+id, nil, "If-None-Match", `W/"0", `+tag)
-		r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "title", "T")))
+		r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "title", "T")))
 		r.must(200, "GET", "/Users/"+id, nil, "If-None-Match", tag)
 		g := r.createGroup("INM")
 		gtag := r.must(200, "GET", "/Groups/"+g, nil).header.Get("ETag")
@@ -54,7 +54,7 @@ func TestVersionsAndPreconditions(t *testing.T) {
 			t.Fatalf("displays %v", d)
 		}
 		tag := r.must(200, "GET", "/Groups/"+g, nil).header.Get("ETag")
-		r.must(200, "PATCH", "/Users/"+id, patch(op("Replace", "displayName", "Renée Renamed")))
+		r.must(204, "PATCH", "/Users/"+id, patch(op("Replace", "displayName", "Renée Renamed")))
 		if d := display(); d[id] != "Renée Renamed" || d[other] != "Other" {
 			t.Fatalf("displays after displayName: %v", d)
 		}
@@ -64,14 +64,14 @@ func TestVersionsAndPreconditions(t *testing.T) {
 			t.Fatalf("displays after a PUT without displayName: %v", d)
 		}
 		tag = r.must(200, "GET", "/Groups/"+g, nil).header.Get("ETag")
-		r.must(200, "PATCH", "/Users/"+id, patch(op("Replace", "title", "T")))
+		r.must(204, "PATCH", "/Users/"+id, patch(op("Replace", "title", "T")))
 		r.must(http.StatusNotModified, "GET", "/Groups/"+g, nil, "If-None-Match", tag) // no rename, no new version
 	})
 	t.Run("If-Match with an old version is 412 for PUT, PATCH and DELETE of users and groups", func(t *testing.T) {
 		r := base.forTenant(t)
 		id := r.createUser("im@x")
 		old := r.must(200, "GET", "/Users/"+id, nil).header.Get("ETag")
-		cur := r.must(200, "PATCH", "/Users/"+id, patch(op("replace", "title", "T")), "If-Match", old).header.Get("ETag")
+		cur := r.must(204, "PATCH", "/Users/"+id, patch(op("replace", "title", "T")), "If-Match", old).header.Get("ETag")
 		isError(t, r.do("PATCH", "/Users/"+id, patch(op("replace", "title", "U")), "If-Match", old), 412, "")
 		isError(t, r.do("PUT", "/Users/"+id, map[string]any{"schemas": []string{scim.UserSchema}, "userName": "im@x"}, "If-Match", old), 412, "")
 		isError(t, r.do("DELETE", "/Users/"+id, nil, "If-Match", old), 412, "")
@@ -280,7 +280,7 @@ func TestPatchValueFiltersBeyondTheLibrarysGrammar(t *testing.T) {
 	t.Run("three terms joined by and select one element", func(t *testing.T) {
 		r := base.forTenant(t)
 		id := r.createUser("and3@x", map[string]any{"emails": emails})
-		r.must(200, "PATCH", "/Users/"+id, patch(op("replace", `emails[type eq "work" and primary eq true and value co "@corp."].value`, "new@corp.example")))
+		r.must(204, "PATCH", "/Users/"+id, patch(op("replace", `emails[type eq "work" and primary eq true and value co "@corp."].value`, "new@corp.example")))
 		if got := strings.Join(values(r, id), " "); got != `work=new@corp.example work=w2@other.example home=h\o"me@x.example other=o@x.example` {
 			t.Fatalf("emails %s", got)
 		}
@@ -288,11 +288,11 @@ func TestPatchValueFiltersBeyondTheLibrarysGrammar(t *testing.T) {
 	t.Run("parentheses, or chains and escaped strings", func(t *testing.T) {
 		r := base.forTenant(t)
 		id := r.createUser("paren@x", map[string]any{"emails": emails})
-		r.must(200, "PATCH", "/Users/"+id, patch(op("remove", `emails[(type eq "home" and value eq "h\\o\"me@x.example") or (type eq "other")]`, nil)))
+		r.must(204, "PATCH", "/Users/"+id, patch(op("remove", `emails[(type eq "home" and value eq "h\\o\"me@x.example") or (type eq "other")]`, nil)))
 		if got := strings.Join(values(r, id), " "); got != "work=w1@corp.example work=w2@other.example" {
 			t.Fatalf("emails %s", got)
 		}
-		r.must(200, "PATCH", "/Users/"+id, patch(op("remove", `emails[not (value ew "@corp.example") and type eq "work"]`, nil)))
+		r.must(204, "PATCH", "/Users/"+id, patch(op("remove", `emails[not (value ew "@corp.example") and type eq "work"]`, nil)))
 		if got := strings.Join(values(r, id), " "); got != "work=w1@corp.example" {
 			t.Fatalf("emails %s", got)
 		}

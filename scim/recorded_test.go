@@ -3,6 +3,7 @@ package scim_test
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -530,8 +531,17 @@ func TestRecordedIdentityProviderRequests(t *testing.T) {
 			}
 			resp := replay(t, r, rec, ids)
 			want := rec.statuses()
-			if !containsInt(want, resp.status) {
+			patch204 := rec.Request.Method == "PATCH" && resp.status == http.StatusNoContent && containsInt(want, http.StatusOK)
+			if !containsInt(want, resp.status) && !patch204 {
 				t.Fatalf("status %d, want one of %v: %s", resp.status, want, resp.raw)
+			}
+			if patch204 {
+				// Microsoft's examples show PATCH answering 200 with the user; Offboard answers
+				// 204 (RFC 7644 §3.5.2; what Entra's compatibility notes and the MS test
+				// collection expect, NASTY 38). The resource a GET returns now stands in for
+				// the example's body in every check below.
+				path, _, _ := strings.Cut(recordedPath(t, rec, ids), "?")
+				resp.body = r.must(http.StatusOK, "GET", path, nil).body
 			}
 			if exp := rec.expectedBody(t); exp != nil {
 				shapeMatch(t, "", exp, resp.body, ids, c.ignore)
@@ -550,21 +560,12 @@ func TestRecordedIdentityProviderRequests(t *testing.T) {
 // /scim/v2 prefix (Okta's recordings) removed.
 func replay(t *testing.T, r *rig, rec recording, ids map[string]string) response {
 	t.Helper()
-	path := strings.TrimPrefix(rec.Request.Path, "/scim/v2")
+	path := recordedPath(t, rec, ids)
 	body := string(rec.Request.Body)
 	for from, to := range ids {
-		if from == "" {
-			continue
+		if from != "" {
+			body = strings.ReplaceAll(body, from, to)
 		}
-		path = strings.ReplaceAll(path, from, to)
-		body = strings.ReplaceAll(body, from, to)
-	}
-	if p, q, ok := strings.Cut(path, "?"); ok {
-		vals, err := url.ParseQuery(q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = p + "?" + vals.Encode()
 	}
 	var headers []string
 	for k, v := range rec.Request.Headers {
@@ -576,6 +577,26 @@ func replay(t *testing.T, r *rig, rec recording, ids map[string]string) response
 		return r.do(rec.Request.Method, path, nil, headers...)
 	}
 	return r.do(rec.Request.Method, path, []byte(body), headers...)
+}
+
+// recordedPath is the recording's request path below the tenant's base, recorded ids replaced
+// by this tenant's, the query re-encoded.
+func recordedPath(t *testing.T, rec recording, ids map[string]string) string {
+	t.Helper()
+	path := strings.TrimPrefix(rec.Request.Path, "/scim/v2")
+	for from, to := range ids {
+		if from != "" {
+			path = strings.ReplaceAll(path, from, to)
+		}
+	}
+	if p, q, ok := strings.Cut(path, "?"); ok {
+		vals, err := url.ParseQuery(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path = p + "?" + vals.Encode()
+	}
+	return path
 }
 
 func containsInt(list []int, v int) bool {

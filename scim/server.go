@@ -126,6 +126,9 @@ type request struct {
 	result map[string]any       // the rendered resource of a successful write
 	status int
 	err    error
+	// version is the resource's version after a write answered without a body (204), for
+	// its ETag header.
+	version int64
 	// valueFilters holds, by operation index, the value filters the library was handed a
 	// placeholder for (valuefilter.go); nil when there are none.
 	valueFilters []filter.Expression
@@ -436,7 +439,7 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, rq *request, kin
 		rq.fail(w, rq.err)
 	case rq.status != 0:
 		if rq.result == nil {
-			w.WriteHeader(rq.status)
+			rq.writeEmpty(w)
 			return
 		}
 		rq.writeResource(w, rq.status, rq.result)
@@ -467,10 +470,18 @@ func (rq *request) patchDirect(w http.ResponseWriter, r *http.Request, kind reso
 		return
 	}
 	if rq.result == nil {
-		w.WriteHeader(rq.status)
+		rq.writeEmpty(w)
 		return
 	}
 	rq.writeResource(w, rq.status, rq.result)
+}
+
+// writeEmpty answers a write without a body (204), with the resource's new ETag.
+func (rq *request) writeEmpty(w http.ResponseWriter) {
+	if rq.version > 0 {
+		w.Header().Set("ETag", versionTag(rq.version))
+	}
+	w.WriteHeader(rq.status)
 }
 
 // done records a handler's result for rendering; it returns what the library needs to go on.

@@ -190,7 +190,9 @@ func (u *users) Replace(r *http.Request, _ string, attrs scim.ResourceAttributes
 	return rq.done(http.StatusOK, u.wire(r.Context(), rq, e))
 }
 
-// Patch applies PATCH operations (all or nothing) and answers 200 with the user.
+// Patch applies PATCH operations (all or nothing). It answers 204 with the new ETag (the
+// answer Entra ID, Okta and Microsoft's SCIM test collection all accept; RFC 7644 §3.5.2
+// allows it) unless attributes or excludedAttributes ask for the user: then 200 with it.
 func (u *users) Patch(r *http.Request, _ string, ops []scim.PatchOperation) (scim.Resource, error) {
 	rq := requestFrom(r.Context())
 	ops, err := rq.restoreValueFilters(ops)
@@ -200,6 +202,10 @@ func (u *users) Patch(r *http.Request, _ string, ops []scim.PatchOperation) (sci
 	e, err := u.update(r, rq, func(e *identity.Employee) (bool, error) { return patchUser(e, ops) })
 	if err != nil {
 		return rq.failed(err)
+	}
+	if rq.proj.empty() {
+		rq.status, rq.version = http.StatusNoContent, e.Version
+		return scim.Resource{}, nil
 	}
 	return rq.done(http.StatusOK, u.wire(r.Context(), rq, e))
 }

@@ -102,7 +102,7 @@ func newWorld(t *testing.T) *world {
 		w.bVersion = created.JSON["meta"].(map[string]any)["version"].(string)
 	}
 	w.bLeaver = mustCreate(t, w.b, "leaver@beta.com", "ext-leaver")
-	if r := patchActive(w.b, w.bLeaver, false); r.Status != 200 {
+	if r := patchActive(w.b, w.bLeaver, false); r.Status != 204 {
 		t.Fatalf("deactivate B leaver: %d %s", r.Status, r.Raw)
 	}
 	emp := employee(t, w.b, w.bUser)
@@ -508,7 +508,7 @@ func TestTheLicenseCheckCostsTheSameForEveryRefusal(t *testing.T) {
 	user, pass := credentials(t, beta, live)
 	gone := mustCreate(t, beta, "gone@beta.com", "gone")
 	goneUser, _ := credentials(t, beta, gone)
-	if r := patchActive(beta, gone, false); r.Status != 200 {
+	if r := patchActive(beta, gone, false); r.Status != 204 {
 		t.Fatalf("offboard: %d", r.Status)
 	}
 	for _, c := range []struct{ name, user, pass string }{

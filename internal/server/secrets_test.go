@@ -158,7 +158,7 @@ func TestSecretsAreSealedAtRestNeverShownAndNeverLogged(t *testing.T) {
 		t.Fatalf("failing connector: %d %s", r.Status, r.Raw)
 	}
 	connectWebhook(t, acme, rc)
-	if r := patchActive(acme, id, false); r.Status != 200 {
+	if r := patchActive(acme, id, false); r.Status != 204 {
 		t.Fatalf("deactivate: %d %s", r.Status, r.Raw)
 	}
 	testenv.Eventually(t, 10*time.Second, "the webhook delivery", func() bool { return len(rc.deliveries()) > 0 })
