@@ -11,33 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offboard/offboard/internal/testclock"
 	"github.com/offboard/offboard/mdm"
 )
-
-// fakeClock is a clock that only moves when a test (or the limiter's injected sleep) moves it.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Sleep(_ context.Context, d time.Duration) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	return nil
-}
 
 func TestLimiterWriteBudget(t *testing.T) {
 	graph := mdm.Limits{Writes: 200, Per: 20 * time.Second}
 
 	t.Run("the first 200 writes in a window start at once", func(t *testing.T) {
-		clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+		clk := testclock.New(time.Unix(1_700_000_000, 0))
 		l := mdm.NewLimiter("intune", graph, clk.Now, mdm.WithSleep(clk.Sleep))
 		start := clk.Now()
 		for i := range 200 {
@@ -53,7 +35,7 @@ func TestLimiterWriteBudget(t *testing.T) {
 	})
 
 	t.Run("the 201st write waits for the next token", func(t *testing.T) {
-		clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+		clk := testclock.New(time.Unix(1_700_000_000, 0))
 		l := mdm.NewLimiter("intune", graph, clk.Now, mdm.WithSleep(clk.Sleep))
 		for range 200 {
 			release, _ := l.Acquire(context.Background(), true)
@@ -71,7 +53,7 @@ func TestLimiterWriteBudget(t *testing.T) {
 	})
 
 	t.Run("reads do not use the write budget", func(t *testing.T) {
-		clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+		clk := testclock.New(time.Unix(1_700_000_000, 0))
 		l := mdm.NewLimiter("intune", mdm.Limits{Writes: 1, Per: time.Hour}, clk.Now, mdm.WithSleep(clk.Sleep))
 		for range 50 {
 			release, err := l.Acquire(context.Background(), false)
@@ -86,7 +68,7 @@ func TestLimiterWriteBudget(t *testing.T) {
 	})
 
 	t.Run("a wait longer than MaxWait is a retryable error carrying the delay", func(t *testing.T) {
-		clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+		clk := testclock.New(time.Unix(1_700_000_000, 0))
 		l := mdm.NewLimiter("intune", mdm.Limits{Writes: 1, Per: time.Minute}, clk.Now, mdm.WithSleep(clk.Sleep))
 		if _, err := l.Acquire(context.Background(), true); err != nil {
 			t.Fatal(err)
@@ -104,7 +86,7 @@ func TestLimiterWriteBudget(t *testing.T) {
 	})
 
 	t.Run("a context deadline shorter than the wait fails fast", func(t *testing.T) {
-		clk := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+		clk := testclock.New(time.Unix(1_700_000_000, 0))
 		l := mdm.NewLimiter("intune", mdm.Limits{Writes: 1, Per: 4 * time.Second}, clk.Now, mdm.WithSleep(clk.Sleep))
 		l.Acquire(context.Background(), true)
 		ctx, cancel := context.WithDeadline(context.Background(), clk.Now().Add(time.Second))

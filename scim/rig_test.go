@@ -151,21 +151,7 @@ type response struct {
 // path is relative to the tenant's base URL.
 func (r *rig) do(method, path string, body any, headers ...string) response {
 	r.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, r.base()+path, rd)
+	req, err := http.NewRequest(method, r.base()+path, testenv.Body(r.t, body))
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,30 +22,13 @@ import (
 	"github.com/offboard/offboard/internal/embedded"
 	"github.com/offboard/offboard/internal/mongostore"
 	"github.com/offboard/offboard/internal/secretbox"
+	"github.com/offboard/offboard/internal/testenv"
 )
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestTheDefaultSecretKeyFileIsGeneratedPrivateAndAnnounced(t *testing.T) {
 	t.Setenv(secretbox.EnvKey, "")
 	data := filepath.Join(t.TempDir(), "data")
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	c := &serveConfig{data: data}
 
@@ -75,7 +56,7 @@ func TestTheDefaultSecretKeyFileIsGeneratedPrivateAndAnnounced(t *testing.T) {
 	}
 
 	t.Run("the second start reuses the file silently", func(t *testing.T) {
-		var again syncBuffer
+		var again testenv.LogBuffer
 		kr2, err := secretKeys(c, slog.New(slog.NewJSONHandler(&again, nil)), true)
 		if err != nil {
 			t.Fatal(err)

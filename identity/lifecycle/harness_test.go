@@ -16,29 +16,12 @@ import (
 	"github.com/offboard/offboard/identity"
 	"github.com/offboard/offboard/identity/lifecycle"
 	"github.com/offboard/offboard/internal/mongostore"
+	"github.com/offboard/offboard/internal/testclock"
 	"github.com/offboard/offboard/internal/testdb"
 	"github.com/offboard/offboard/mdm"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
-
-// clock is a settable clock, safe for concurrent use.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // effect is one external effect as the vendor sees it.
 type effect struct {
@@ -175,7 +158,7 @@ func (c *conns) Open(_ context.Context, _, id string) (mdm.Connector, error) {
 type world struct {
 	t      *testing.T
 	store  *mongostore.Store
-	clock  *clock
+	clock  *testclock.Clock
 	vendor *vendor
 	conns  *conns
 	log    *slog.Logger
@@ -183,7 +166,7 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	c := &clock{now: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("OFFBOARD_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -252,7 +252,7 @@ func build(t *testing.T) string {
 // exactly one delivery per leaver.
 func TestAKilledServerOffboardsEveryAnsweredLeaverOnceAfterARestart(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and kills the binary")
+		t.Skip("skipped with -short: builds the binary and SIGKILLs it (CI runs it)")
 	}
 	began := time.Now()
 	phase := func(name string) { t.Logf("%6.1fs %s", time.Since(began).Seconds(), name) }

@@ -17,6 +17,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/offboard/offboard/internal/testclock"
 )
 
 // Key generation is slow; the test keys are made once per test binary.
@@ -159,25 +161,8 @@ func sign(t *testing.T, k signingKey, claims map[string]any) string {
 	return raw
 }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+func newClock() *testclock.Clock { return testclock.New(time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC)) }
 
-func newClock() *fakeClock { return &fakeClock{now: time.Date(2025, 6, 1, 9, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newVerifier(i *testIssuer, clk *fakeClock, opts ...Option) *Verifier {
+func newVerifier(i *testIssuer, clk *testclock.Clock, opts ...Option) *Verifier {
 	return New(append([]Option{WithHTTPClient(i.srv.Client()), WithClock(clk.Now)}, opts...)...)
 }

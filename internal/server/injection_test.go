@@ -277,7 +277,7 @@ func TestNoRequestValueReachesMongoDBAsAnOperatorOrAFieldName(t *testing.T) {
 }
 
 func TestServerErrorsCarryNoInternals(t *testing.T) {
-	sink := &logSink{}
+	sink := &testenv.LogBuffer{}
 	env := testenv.Start(t, testenv.Options{Logger: newJSONLogger(sink), Server: func(c *server.Config) { c.Service = nil }})
 	acme := env.CreateTenant("acme", 10)
 

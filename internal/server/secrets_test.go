@@ -1,14 +1,12 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +17,6 @@ import (
 	"github.com/offboard/offboard/internal/server"
 	"github.com/offboard/offboard/internal/testenv"
 )
-
-// logSink collects every log line of an environment.
-type logSink struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // rawDatabase renders every document of every collection of the store's database as
 // extended JSON, and the raw bytes, for a search for plaintext.
@@ -84,7 +64,7 @@ func secretConnectors(webhookURL string) []map[string]any {
 }
 
 func TestSecretsAreSealedAtRestNeverShownAndNeverLogged(t *testing.T) {
-	sink := &logSink{}
+	sink := &testenv.LogBuffer{}
 	log := slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	env := testenv.Start(t, testenv.Options{Logger: log, Server: func(c *server.Config) { behindProxy(c); insecureIssuers(c) }})
 	acme := env.CreateTenant("acme", 10)
@@ -277,7 +257,7 @@ func TestConnectorsSurviveAKeyRotation(t *testing.T) {
 	})
 }
 
-func newJSONLogger(sink *logSink) *slog.Logger {
+func newJSONLogger(sink *testenv.LogBuffer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 

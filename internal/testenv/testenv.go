@@ -26,6 +26,7 @@ import (
 	"github.com/offboard/offboard/internal/oidcauth"
 	"github.com/offboard/offboard/internal/secretbox"
 	"github.com/offboard/offboard/internal/server"
+	"github.com/offboard/offboard/internal/testclock"
 	"github.com/offboard/offboard/internal/testdb"
 )
 
@@ -72,28 +73,11 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Clock is a settable clock, safe for concurrent use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// Clock is the settable test clock (internal/testclock).
+type Clock = testclock.Clock
 
 // NewClock returns a clock at t.
-func NewClock(t time.Time) *Clock { return &Clock{now: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func NewClock(t time.Time) *Clock { return testclock.New(t) }
 
 // Start runs an environment until the test ends.
 func Start(t testing.TB, opt ...Options) *Env {
@@ -197,23 +181,48 @@ type Response struct {
 	JSON   map[string]any
 }
 
+// Body is a test request body: nil for none, a string or []byte sent as is, anything else
+// encoded as JSON.
+func Body(t testing.TB, body any) io.Reader {
+	t.Helper()
+	switch b := body.(type) {
+	case nil:
+		return nil
+	case string:
+		return strings.NewReader(b)
+	case []byte:
+		return bytes.NewReader(b)
+	}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.NewReader(raw)
+}
+
+// LogBuffer collects log output from concurrent writers (a server's goroutines).
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String is everything written so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // Do sends a request with a bearer token and a JSON (or raw string) body.
 func (e *Env) Do(method, url, bearer string, body any, header ...string) Response {
 	e.T.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			e.T.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
+	rd := Body(e.T, body)
 	if strings.HasPrefix(url, "/") {
 		url = e.URL + url
 	}

@@ -44,8 +44,10 @@ const uuidMarker = 0x0b
 
 // commandUUID derives a CommandUUID from name. It is an RFC 9562 version 8 UUID:
 // the bytes are SHA-256 of name; the version nibble is 8, the next nibble is the kind and the
-// byte after it is 0x0b, so the text looks like xxxxxxxx-xxxx-8K0b-yxxx-xxxxxxxxxxxx. The same
-// name always yields the same UUID, which is what makes a retried enqueue a duplicate.
+// byte after it is 0x0b: a RemoveApplication (kind 1) reads like 5f3a9c1e-77d0-810b-9a4e-…,
+// where "810b" is version 8, kind 1, marker 0b, and the variant bits make the next group start
+// with 8-b. The same name always yields the same UUID, which is what makes a retried enqueue a
+// duplicate.
 func commandUUID(k kind, name string) string {
 	h := sha256.Sum256([]byte("offboard/nanomdm/command/v1\x00" + string(rune('0'+k)) + "\x00" + name))
 	var u [16]byte

@@ -12,21 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offboard/offboard/internal/testclock"
 	"github.com/offboard/offboard/mdm"
 	"github.com/offboard/offboard/mdm/internal/clientcreds"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // tokenServer issues numbered tokens for the right credentials and accepts on /api only the
 // token it issued last (unless acceptAny).
@@ -70,11 +59,11 @@ func (ts *tokenServer) handler(t *testing.T) http.Handler {
 	})
 }
 
-func newSource(t *testing.T, ts *tokenServer, secret string) (*clientcreds.Source, *httptest.Server, *clock) {
+func newSource(t *testing.T, ts *tokenServer, secret string) (*clientcreds.Source, *httptest.Server, *testclock.Clock) {
 	t.Helper()
 	srv := httptest.NewServer(ts.handler(t))
 	t.Cleanup(srv.Close)
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := testclock.New(time.Unix(1_800_000_000, 0))
 	src := clientcreds.New(clientcreds.Config{
 		Vendor: "test", TokenURL: srv.URL + "/token", ClientID: "id", ClientSecret: secret, Scope: "api://x/.default",
 	}, srv.Client(), clk.Now)
