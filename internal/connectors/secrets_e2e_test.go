@@ -1,10 +1,8 @@
 package connectors_test
 
 import (
-	"bytes"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,29 +12,11 @@ import (
 	"github.com/offboard/offboard/mdm/nanomdm/nanomdmtest"
 )
 
-// logBuffer collects the server's log.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestConnectorSecretsAreWriteOnly(t *testing.T) {
 	graph := intunetest.New(t)
 	nano := nanomdmtest.New(t, nanomdmtest.Options{})
 	nano.Start("http://127.0.0.1:9/unused")
-	logs := &logBuffer{}
+	logs := &testenv.LogBuffer{}
 	env := testenv.Start(t, testenv.Options{Log: logs, ConnectorClient: trusting(graph.Server())})
 	acme := env.CreateTenant("acme", 5)
 	down := unreachable(t)
